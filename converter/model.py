@@ -1,0 +1,77 @@
+"""BERT as a Functional tf_keras model built from named, stock layers.
+
+Layer names are API: the weight map, pruning and QAT select layers by them."""
+
+from __future__ import annotations
+
+import tf_keras as keras
+
+from converter.config import ModelConfig
+from converter.layers import AddedEmbedding, AttentionCore
+
+INPUT_NAMES = ("input_ids", "attention_mask")
+OUTPUT_NAME = "logits"
+
+
+def _init(cfg: ModelConfig):
+    return keras.initializers.TruncatedNormal(stddev=0.02)
+
+
+def _dense(units: int, name: str, cfg: ModelConfig, activation=None):
+    return keras.layers.Dense(units, activation=activation, name=name, kernel_initializer=_init(cfg))
+
+
+def encoder_block(x, mask, cfg: ModelConfig, i: int):
+    """One transformer layer (post-norm, as in BERT). x: (batch, seq, hidden)."""
+    width = cfg.num_heads * cfg.head_size
+    query = _dense(width, f"layer_{i}_attn_query", cfg)(x)
+    key = _dense(width, f"layer_{i}_attn_key", cfg)(x)
+    value = _dense(width, f"layer_{i}_attn_value", cfg)(x)
+    context = AttentionCore(cfg.num_heads, cfg.head_size, cfg.mask_bias, cfg.dropout_rate,
+                            name=f"layer_{i}_attn_core")([query, key, value, mask])
+    attn = _dense(cfg.hidden_size, f"layer_{i}_attn_output", cfg)(context)
+    attn = keras.layers.Dropout(cfg.dropout_rate, name=f"layer_{i}_attn_dropout")(attn)
+    x = keras.layers.Add(name=f"layer_{i}_attn_residual")([x, attn])
+    x = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name=f"layer_{i}_attn_norm")(x)
+
+    # Exact (erf) GELU, as BERT's "gelu"; a separate layer so Dense stays linear for QAT.
+    hidden = _dense(cfg.intermediate_size, f"layer_{i}_ffn_in", cfg)(x)
+    hidden = keras.layers.Activation("gelu", name=f"layer_{i}_ffn_gelu")(hidden)
+    out = _dense(cfg.hidden_size, f"layer_{i}_ffn_out", cfg)(hidden)
+    out = keras.layers.Dropout(cfg.dropout_rate, name=f"layer_{i}_ffn_dropout")(out)
+    x = keras.layers.Add(name=f"layer_{i}_ffn_residual")([x, out])
+    return keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name=f"layer_{i}_ffn_norm")(x)
+
+
+def build_classifier(cfg: ModelConfig, name: str = "bert_classifier") -> keras.Model:
+    """Inputs input_ids, attention_mask: int32 (batch, max_seq_len). Output logits (batch, num_labels)."""
+    seq = cfg.max_seq_len
+    input_ids = keras.Input((seq,), dtype="int32", name=INPUT_NAMES[0])
+    mask = keras.Input((seq,), dtype="int32", name=INPUT_NAMES[1])
+
+    x = keras.layers.Embedding(cfg.vocab_size, cfg.hidden_size, embeddings_initializer=_init(cfg),
+                               name="embeddings_word")(input_ids)  # (batch, seq, hidden)
+    x = AddedEmbedding(cfg.max_position_embeddings, cfg.hidden_size, positional=True,
+                       name="embeddings_position")(x)
+    x = AddedEmbedding(cfg.type_vocab_size, cfg.hidden_size, positional=False,
+                       name="embeddings_segment")(x)
+    x = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name="embeddings_norm")(x)
+    x = keras.layers.Dropout(cfg.dropout_rate, name="embeddings_dropout")(x)
+
+    for i in range(cfg.num_layers):
+        x = encoder_block(x, mask, cfg, i)
+
+    # The pooler reads the [CLS] position: crop to (batch, 1, hidden), then flatten.
+    cls = keras.layers.Cropping1D((0, seq - 1), name="pooler_cls")(x)
+    cls = keras.layers.Flatten(name="pooler_flatten")(cls)  # (batch, hidden)
+    pooled = _dense(cfg.hidden_size, "pooler", cfg, activation="tanh")(cls)
+    pooled = keras.layers.Dropout(cfg.dropout_rate, name="classifier_dropout")(pooled)
+    logits = _dense(cfg.num_labels, "classifier", cfg)(pooled)
+    logits = keras.layers.Activation("linear", dtype="float32", name=OUTPUT_NAME)(logits)
+    return keras.Model([input_ids, mask], logits, name=name)
+
+
+def encoder_outputs(model: keras.Model, num_layers: int) -> keras.Model:
+    """A view of the classifier returning (last hidden state, pooled output); shares weights."""
+    last = model.get_layer(f"layer_{num_layers - 1}_ffn_norm").output
+    return keras.Model(model.inputs, [last, model.get_layer("pooler").output])
