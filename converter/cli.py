@@ -1,0 +1,87 @@
+"""`python -m converter`: thin Typer commands; each builds KitConfig, calls one job, prints a summary."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from converter.config import KitConfig, with_overrides
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Host converter: HF BERT -> fine-tuned, compressed TFLite bundle.")
+
+
+def _config(checkpoint: str, data: Optional[Path], out: Path, work_dir: Path, seq_len: int, **finetune) -> KitConfig:
+    cfg = KitConfig(checkpoint=checkpoint, out_dir=str(out), work_dir=str(work_dir))
+    cfg = with_overrides(cfg, "model", max_seq_len=seq_len)
+    if data is not None:
+        cfg = with_overrides(cfg, "data", data_dir=str(data))
+    changes = {k: v for k, v in finetune.items() if v is not None}
+    return with_overrides(cfg, "finetune", **changes) if changes else cfg
+
+
+def _run(job, *args):
+    """Run a job; known errors become one line on stderr and exit code 1."""
+    from converter.checkpoint import CheckpointError
+    from converter.data import DataError
+    from device_runtime.interpreter import ModelLoadError
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return job(*args)
+    except (CheckpointError, DataError, ModelLoadError, FileNotFoundError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def convert(
+    checkpoint: str = typer.Option("minilm", help="'minilm' (packaged), a local HF folder, or a hub id"),
+    data: Optional[Path] = typer.Option(None, help="split folder ({train,dev,test}.tsv) or FPB release folder"),
+    out: Path = typer.Option(Path("dist"), help="bundle folder"),
+    work_dir: Path = typer.Option(Path("work"), help="checkpoints and intermediate files"),
+    seq_len: int = typer.Option(64, help="fixed sequence length of the exported models"),
+    epochs: Optional[int] = typer.Option(None), batch_size: Optional[int] = typer.Option(None),
+    learning_rate: Optional[float] = typer.Option(None),
+    max_train_examples: Optional[int] = typer.Option(None, help="cap training rows (quick runs)"),
+    resume: bool = typer.Option(False, help="continue an interrupted fine-tune from work_dir"),
+):
+    """Fine-tune the teacher, export float32/dynamic/float16/int8, evaluate, write the bundle."""
+    from converter.pipeline import format_table, run_convert
+
+    cfg = _config(checkpoint, data, out, work_dir, seq_len, epochs=epochs, batch_size=batch_size,
+                  learning_rate=learning_rate, max_train_examples=max_train_examples)
+    manifest = _run(run_convert, cfg, resume)
+    typer.echo(format_table(manifest))
+
+
+@app.command()
+def export(
+    checkpoint: str = typer.Option(..., help="fine-tuned sequence-classification checkpoint folder"),
+    out: Path = typer.Option(Path("dist"), help="bundle folder"),
+    seq_len: int = typer.Option(64),
+    quantization: str = typer.Option("float32,dynamic,float16,int8", help="comma-separated list"),
+    calibration_data: Optional[Path] = typer.Option(None, help="sentences for full int8 (.tsv/.csv or one per line)"),
+    data: Optional[Path] = typer.Option(None, help="split folder whose test.tsv scores each file"),
+    work_dir: Path = typer.Option(Path("work")),
+):
+    """Export an already fine-tuned checkpoint without training."""
+    from converter.pipeline import format_table, run_export
+
+    cfg = _config(checkpoint, data, out, work_dir, seq_len)
+    quantizations = tuple(q.strip() for q in quantization.split(",") if q.strip())
+    manifest = _run(run_export, cfg, quantizations, calibration_data)
+    typer.echo(format_table(manifest))
+
+
+def main():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

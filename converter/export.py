@@ -1,0 +1,91 @@
+"""Keras classifier -> TFLite bytes with a fixed [1, seq_len] signature, in four quantizations."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from converter.model import INPUT_NAMES, OUTPUT_NAME
+from device_runtime.interpreter import TFLiteModel
+
+log = logging.getLogger(__name__)
+QUANTIZATIONS = ("float32", "dynamic", "float16", "int8", "int16x8")
+
+
+def serving_function(model, seq_len: int):
+    """Concrete function with named int32 inputs of static shape [1, seq_len] and a `logits` output."""
+    spec = [tf.TensorSpec([1, seq_len], tf.int32, name=name) for name in INPUT_NAMES]
+
+    @tf.function(input_signature=spec)
+    def serve(input_ids, attention_mask):
+        return {OUTPUT_NAME: model([input_ids, attention_mask], training=False)}
+
+    return serve.get_concrete_function()
+
+
+def _representative(calibration: dict[str, np.ndarray]):
+    def generate():
+        for i in range(len(calibration[INPUT_NAMES[0]])):
+            yield {name: calibration[name][i:i + 1] for name in INPUT_NAMES}
+    return generate
+
+
+def convert(model, seq_len: int, quantization: str, calibration: dict[str, np.ndarray] | None = None) -> bytes:
+    """One TFLite flatbuffer. int8 / int16x8 need real calibration inputs (never random ids)."""
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantization {quantization!r}; choose from {', '.join(QUANTIZATIONS)}")
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serving_function(model, seq_len)], model)
+    if quantization != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantization in ("int8", "int16x8"):
+        if calibration is None:
+            raise ValueError(f"{quantization} needs calibration sentences")
+        converter.representative_dataset = _representative(calibration)
+        ops = tf.lite.OpsSet
+        converter.target_spec.supported_ops = [
+            ops.TFLITE_BUILTINS_INT8 if quantization == "int8"
+            else ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    return converter.convert()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename: never a truncated file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def export_tflite(model, seq_len: int, quantization: str, path: Path, calibration=None) -> Path:
+    """Convert, write atomically, then prove the file's inputs are [1, seq_len] (shape and signature)."""
+    data = convert(model, seq_len, quantization, calibration)
+    write_atomic(path, data)
+    try:
+        TFLiteModel(path, seq_len=seq_len)
+    except Exception:
+        Path(path).unlink(missing_ok=True)
+        raise
+    log.info("wrote %s (%.1f MB)", path, len(data) / 1e6)
+    return Path(path)
+
+
+def tflite_logits(path: Path, inputs: dict[str, np.ndarray], num_threads: int = 2) -> np.ndarray:
+    """Run a .tflite file row by row over encoded inputs -> (n, labels) float32 logits."""
+    runner = TFLiteModel(path, num_threads=num_threads)
+    rows = len(inputs[INPUT_NAMES[0]])
+    return np.concatenate([runner.predict({k: v[i:i + 1] for k, v in inputs.items()}) for i in range(rows)])

@@ -1,0 +1,157 @@
+"""The end-to-end jobs behind `make convert` and `python -m converter export`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from converter import checkpoint as ck
+from converter.bundle import model_entry, write_bundle
+from converter.config import LABELS, KitConfig, ModelConfig
+from converter.data import Dataset, load_splits, load_table
+from converter.export import export_tflite, tflite_logits
+from converter.tokenize import encode, load_tokenizer, tokenizer_settings
+from device_runtime.metrics import classification_metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Split:
+    data: Dataset
+    inputs: dict[str, np.ndarray]
+
+
+@dataclass
+class Context:
+    """Everything the steps share: checkpoint folder, tokenizer settings, encoded splits."""
+
+    folder: Path
+    vocab: Path
+    do_lower_case: bool
+    splits: dict[str, Split]
+
+
+def prepare(cfg: KitConfig, folder: Path, splits: dict[str, Dataset] | None = None) -> Context:
+    settings = tokenizer_settings(folder)
+    tokenizer = load_tokenizer(folder)
+    splits = load_splits(cfg.data) if splits is None else splits
+    if cfg.finetune.max_train_examples and "train" in splits:
+        keep = np.zeros(len(splits["train"]), bool)
+        keep[: cfg.finetune.max_train_examples] = True
+        splits["train"] = splits["train"].subset(keep)
+    encoded = {name: Split(data, encode(tokenizer, data.texts, cfg.model.max_seq_len)) for name, data in splits.items()}
+    return Context(folder, settings["vocab"], settings["do_lower_case"], encoded)
+
+
+def split_metrics(logits: np.ndarray, split: Split, labels=LABELS) -> dict:
+    """{test, test_allagree} accuracy and macro-F1; predictions mapped from `labels` order to ours."""
+    to_ours = np.array([LABELS.index(label) for label in labels])
+    predictions = to_ours[logits.argmax(-1)]
+    result = {"test": classification_metrics(split.data.labels, predictions, len(LABELS))}
+    if split.data.agreement is not None:
+        keep = split.data.agreement == 100
+        result["test_allagree"] = classification_metrics(split.data.labels[keep], predictions[keep], len(LABELS))
+    return {k: {m: v[m] for m in ("accuracy", "macro_f1", "n")} for k, v in result.items()}
+
+
+def calibration_inputs(split: Split, count: int, seed: int) -> dict[str, np.ndarray]:
+    """A seeded sample of real (training) sentences for full-integer calibration."""
+    rows = np.random.default_rng(seed).permutation(len(split.data))[:count]
+    return {name: value[rows] for name, value in split.inputs.items()}
+
+
+def export_variants(model, model_cfg: ModelConfig, prefix: str, ctx: Context, cfg: KitConfig,
+                    quantizations=None, calibration=None, labels=LABELS) -> list[dict]:
+    """Export, check and evaluate every quantization of one Keras model -> manifest entries."""
+    export_dir = Path(cfg.work_dir) / "export"
+    test = ctx.splits.get("test")
+    entries = []
+    for quantization in quantizations or cfg.export.quantizations:
+        name = f"{prefix}-{quantization}"
+        if quantization in ("int8", "int16x8") and calibration is None:
+            print(f"{name}: skipped (full integer quantization needs calibration sentences)", flush=True)
+            continue
+        print(f"{name}: converting ...", flush=True)
+        path = export_tflite(model, model_cfg.max_seq_len, quantization, export_dir / f"{name}.tflite", calibration)
+        metrics = {}
+        if test is not None:
+            logits = tflite_logits(path, test.inputs)
+            if quantization == "float32":
+                _check_float_parity(model, test, logits, cfg.export.float_parity_atol, path)
+            metrics = split_metrics(logits, test, labels)
+            print(f"{name}: {path.stat().st_size / 1e6:.1f} MB, test accuracy {metrics['test']['accuracy']:.4f}", flush=True)
+        entries.append(model_entry(name, path, quantization, model_cfg, metrics))
+    return entries
+
+
+def _check_float_parity(model, test: Split, tflite_logits_: np.ndarray, atol: float, path: Path) -> None:
+    rows = slice(0, 32)
+    keras_logits = model.predict([v[rows] for v in test.inputs.values()], verbose=0)
+    worst = float(np.abs(keras_logits - tflite_logits_[rows]).max())
+    if worst > atol:
+        raise RuntimeError(f"{path}: float32 TFLite differs from Keras by {worst:.2e} (> {atol:.0e})")
+    log.info("float32 parity with Keras: max |diff| %.2e", worst)
+
+
+def train_teacher(cfg: KitConfig, ctx: Context, resume: bool = False):
+    from converter.finetune import fit_classifier
+
+    model, model_cfg, _, _ = ck.build_from_checkpoint(cfg.checkpoint, cfg.model.max_seq_len, allow_fresh=ck.HEAD_LAYERS)
+    train, dev = ctx.splits["train"], ctx.splits["dev"]
+    print(f"fine-tuning teacher: {len(train.data)} train / {len(dev.data)} dev sentences, "
+          f"{cfg.finetune.epochs} epochs", flush=True)
+    model, state = fit_classifier(model, (list(train.inputs.values()), train.data.labels),
+                                  (list(dev.inputs.values()), dev.data.labels), cfg.finetune,
+                                  Path(cfg.work_dir) / "teacher", resume=resume)
+    return model, model_cfg, state
+
+
+def run_convert(cfg: KitConfig, resume: bool = False) -> dict:
+    """Fine-tune the teacher, export its four variants, evaluate them, write the bundle."""
+    folder = ck.resolve_checkpoint(cfg.checkpoint)
+    ctx = prepare(cfg, folder)
+    model, model_cfg, _ = train_teacher(cfg, ctx, resume)
+    calibration = calibration_inputs(ctx.splits["train"], cfg.export.num_calibration_examples, cfg.export.calibration_seed)
+    entries = export_variants(model, model_cfg, "teacher", ctx, cfg, calibration=calibration)
+    return write_bundle(Path(cfg.out_dir), entries, ctx.vocab, LABELS, model_cfg.max_seq_len, ctx.do_lower_case)
+
+
+def read_calibration_texts(path: Path) -> list[str]:
+    """Calibration sentences: a text,label table (.tsv/.csv) or one sentence per line."""
+    path = Path(path)
+    if path.suffix in (".tsv", ".csv"):
+        return load_table(path).texts
+    texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not texts:
+        raise ValueError(f"{path}: no calibration sentences")
+    return texts
+
+
+def run_export(cfg: KitConfig, quantizations, calibration_file: Path | None) -> dict:
+    """Export an already fine-tuned sequence-classification checkpoint without training."""
+    model, model_cfg, labels, folder = ck.build_from_checkpoint(cfg.checkpoint, cfg.model.max_seq_len)
+    data_dir = Path(cfg.data.data_dir)
+    splits = {"test": load_splits(cfg.data)["test"]} if data_dir.is_dir() else {}
+    ctx = prepare(cfg, folder, splits)
+    calibration = None
+    if calibration_file is not None:
+        texts = read_calibration_texts(calibration_file)[: cfg.export.num_calibration_examples]
+        calibration = encode(load_tokenizer(folder), texts, model_cfg.max_seq_len)
+    entries = export_variants(model, model_cfg, "model", ctx, cfg, quantizations, calibration, labels)
+    return write_bundle(Path(cfg.out_dir), entries, ctx.vocab, labels, model_cfg.max_seq_len, ctx.do_lower_case)
+
+
+def format_table(manifest: dict) -> str:
+    """variant, MB, test accuracy, macro-F1, AllAgree accuracy — one row per model."""
+    lines = [f"{'variant':<28} {'MB':>7} {'test acc':>9} {'macro-F1':>9} {'AllAgree':>9}"]
+    for entry in manifest["models"]:
+        test = entry["metrics"].get("test", {})
+        agree = entry["metrics"].get("test_allagree", {})
+        fmt = lambda d, k: f"{d[k]:.4f}" if k in d else "-"  # noqa: E731
+        lines.append(f"{entry['name']:<28} {entry['bytes'] / 1e6:>7.2f} {fmt(test, 'accuracy'):>9} "
+                     f"{fmt(test, 'macro_f1'):>9} {fmt(agree, 'accuracy'):>9}")
+    return "\n".join(lines)
