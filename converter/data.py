@@ -4,7 +4,6 @@ Every error names the file (and line); malformed release lines are skipped and c
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from converter.config import LABELS, DataConfig
+from device_runtime.tables import DataError, read_table, read_text
 
 log = logging.getLogger(__name__)
 
@@ -20,10 +20,6 @@ log = logging.getLogger(__name__)
 RELEASE_FILES = (("Sentences_AllAgree.txt", 100), ("Sentences_75Agree.txt", 75),
                  ("Sentences_66Agree.txt", 66), ("Sentences_50Agree.txt", 50))
 SPLITS = ("train", "dev", "test")
-
-
-class DataError(ValueError):
-    """Unreadable or invalid data; the message names the file (and line)."""
 
 
 @dataclass
@@ -46,26 +42,6 @@ class Dataset:
         return None if self.agreement is None else self.subset(self.agreement == 100)
 
 
-def _label_id(raw: str, where: str) -> int:
-    label = raw.strip().lower()
-    if label not in LABELS:
-        raise DataError(f"{where}: unknown label {raw.strip()!r} (expected one of {', '.join(LABELS)})")
-    return LABELS.index(label)
-
-
-def _read_text(path: Path, encoding: str) -> str:
-    try:
-        text = path.read_bytes().decode(encoding)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except UnicodeDecodeError as err:
-        line = path.read_bytes()[: err.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not valid {encoding} ({err.reason}); convert the file to {encoding}") from None
-    if not text.strip():
-        raise DataError(f"{path}: empty file")
-    return text
-
-
 def load_release(folder: Path, strict: bool = False) -> Dataset:
     """Read the four release files (latin-1). Bad lines: warn with file:line and skip, or raise if strict."""
     sentences: dict[str, tuple[int, int]] = {}
@@ -73,7 +49,7 @@ def load_release(folder: Path, strict: bool = False) -> Dataset:
     stats = Counter()
     for name, agreement in RELEASE_FILES:
         path = Path(folder) / name
-        for number, line in enumerate(_read_text(path, "latin-1").splitlines(), start=1):
+        for number, line in enumerate(read_text(path, "latin-1").splitlines(), start=1):
             text, sep, raw_label = line.rpartition("@")
             if not line.strip():
                 continue
@@ -102,27 +78,8 @@ def load_release(folder: Path, strict: bool = False) -> Dataset:
 
 def load_table(path: Path) -> Dataset:
     """A .tsv or .csv with a header holding `text` and `label` (and optionally `agreement`)."""
-    path = Path(path)
-    body = _read_text(path, "utf-8")
-    rows = csv.reader(body.splitlines(), delimiter="\t" if path.suffix != ".csv" else ",",
-                      quoting=csv.QUOTE_NONE if path.suffix != ".csv" else csv.QUOTE_MINIMAL)
-    header = [h.strip().lower() for h in next(rows)]
-    if "text" not in header or "label" not in header:
-        raise DataError(f"{path}:1: header must name 'text' and 'label' columns, got {header}")
-    col = {name: header.index(name) for name in ("text", "label", "agreement") if name in header}
-    texts, labels, agreement = [], [], []
-    for number, row in enumerate(rows, start=2):
-        if not row:
-            continue
-        if len(row) != len(header):
-            raise DataError(f"{path}:{number}: expected {len(header)} columns, got {len(row)}")
-        texts.append(row[col["text"]])
-        labels.append(_label_id(row[col["label"]], f"{path}:{number}"))
-        if "agreement" in col:
-            agreement.append(int(row[col["agreement"]]))
-    if not texts:
-        raise DataError(f"{path}: no data rows")
-    return Dataset(texts, np.array(labels, np.int32), np.array(agreement, np.int32) if agreement else None, str(path))
+    texts, labels, agreement = read_table(path, LABELS)
+    return Dataset(texts, labels, agreement, str(path))
 
 
 def split_stratified(data: Dataset, cfg: DataConfig) -> dict[str, Dataset]:

@@ -1,0 +1,107 @@
+"""Read and check a bundle: manifest.json, vocab.txt and the .tflite files it names."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from device_runtime.interpreter import ModelLoadError, TFLiteModel
+from device_runtime.tokenizer import WordPieceTokenizer
+
+REQUIRED_KEYS = ("labels", "seq_len", "vocab", "vocab_sha256", "do_lower_case", "models")
+REQUIRED_MODEL_KEYS = ("name", "file", "sha256", "bytes", "quantization")
+
+
+class BundleError(RuntimeError):
+    """The bundle is incomplete or inconsistent; the message names the file or key."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(-1, keepdims=True))
+    return shifted / shifted.sum(-1, keepdims=True)
+
+
+class Bundle:
+    """A bundle folder. Loading checks the manifest's keys and the vocab's sha256."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        path = self.folder / "manifest.json"
+        try:
+            self.manifest = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise BundleError(f"{path}: not found (is {self.folder} a bundle folder?)") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise BundleError(f"{path}: not valid JSON ({err})") from None
+        missing = [k for k in REQUIRED_KEYS if k not in self.manifest]
+        for i, entry in enumerate(self.manifest.get("models", [])):
+            missing += [f"models[{i}].{k}" for k in REQUIRED_MODEL_KEYS if k not in entry]
+        if missing:
+            raise BundleError(f"{path}: missing keys: {', '.join(missing)}")
+        self.labels = list(self.manifest["labels"])
+        self.seq_len = int(self.manifest["seq_len"])
+        self.vocab_path = self.folder / self.manifest["vocab"]
+        if not self.vocab_path.is_file():
+            raise BundleError(f"{self.vocab_path}: vocab file not found")
+        if sha256_of(self.vocab_path) != self.manifest["vocab_sha256"]:
+            raise BundleError(f"{self.vocab_path}: sha256 differs from the manifest (wrong or modified vocab)")
+        self._tokenizer = None
+
+    @property
+    def tokenizer(self) -> WordPieceTokenizer:
+        if self._tokenizer is None:
+            self._tokenizer = WordPieceTokenizer(self.vocab_path, lowercase=bool(self.manifest["do_lower_case"]))
+        return self._tokenizer
+
+    @property
+    def models(self) -> list[dict]:
+        return self.manifest["models"]
+
+    def entry(self, name: str | None = None) -> dict:
+        """A model entry by name; default: the smallest int8 model (else the smallest model)."""
+        if not self.models:
+            raise BundleError(f"{self.folder}/manifest.json: lists no models")
+        if name is None:
+            int8 = [m for m in self.models if m["quantization"] == "int8"]
+            return min(int8 or self.models, key=lambda m: m["bytes"])
+        for entry in self.models:
+            if entry["name"] == name:
+                return entry
+        raise BundleError(f"no model {name!r} in {self.folder}; available: {', '.join(m['name'] for m in self.models)}")
+
+    def load(self, name: str | None = None, num_threads: int | None = None) -> tuple[dict, TFLiteModel]:
+        entry = self.entry(name)
+        seq_len = int(entry.get("seq_len", self.seq_len))
+        return entry, TFLiteModel(self.folder / entry["file"], seq_len=seq_len, num_threads=num_threads)
+
+    def verify(self) -> list[str]:
+        """Every problem found (empty list: the bundle is sound)."""
+        problems = []
+        for entry in self.models:
+            path = self.folder / entry["file"]
+            if not path.is_file():
+                problems.append(f"{entry['name']}: {path} missing")
+                continue
+            if path.stat().st_size != entry["bytes"]:
+                problems.append(f"{entry['name']}: {path} has {path.stat().st_size} bytes, manifest says {entry['bytes']}")
+            elif sha256_of(path) != entry["sha256"]:
+                problems.append(f"{entry['name']}: {path} sha256 differs from the manifest")
+            for key in [k for k in entry if k.endswith("_file") and k != "file"]:
+                if not (self.folder / entry[key]).is_file():
+                    problems.append(f"{entry['name']}: {key} {self.folder / entry[key]} missing")
+            try:
+                TFLiteModel(path, seq_len=int(entry.get("seq_len", self.seq_len)))
+            except ModelLoadError as err:
+                problems.append(f"{entry['name']}: {err}")
+        return problems

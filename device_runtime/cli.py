@@ -1,0 +1,149 @@
+"""`python -m device_runtime`: tokenize, classify, eval, verify, bench. Standard library + numpy only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from device_runtime.bundle import Bundle, BundleError, softmax
+from device_runtime.interpreter import ModelLoadError
+from device_runtime.metrics import classification_metrics
+from device_runtime.tables import DataError, read_table
+from device_runtime.tokenizer import VocabError, WordPieceTokenizer
+
+ERRORS = (BundleError, ModelLoadError, VocabError, DataError, OSError)
+
+
+def read_stdin_lines() -> list[str]:
+    """One text per stdin line; undecodable bytes become U+FFFD and are reported on stderr."""
+    texts = []
+    for number, raw in enumerate(sys.stdin.buffer.read().splitlines(), start=1):
+        text = raw.decode("utf-8", errors="replace")
+        if "\ufffd" in text and "\ufffd".encode() not in raw:
+            print(f"warning: stdin line {number}: undecodable bytes replaced", file=sys.stderr)
+        texts.append(text)
+    return texts
+
+
+def _texts(args) -> list[str]:
+    return list(args.text) if args.text else read_stdin_lines()
+
+
+def cmd_tokenize(args) -> int:
+    tokenizer = WordPieceTokenizer(args.vocab, lowercase=not args.cased)
+    for text in _texts(args):
+        enc = tokenizer.encode(text, args.seq_len)
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        if args.seq_len is not None:
+            ids, mask = ids[0].tolist(), mask[0].tolist()
+        out = {"input_ids": ids, "attention_mask": mask}
+        if enc["truncated"]:
+            out["truncated"] = True
+        print(json.dumps(out))
+    return 0
+
+
+def predict_texts(bundle: Bundle, model, texts, seq_len: int):
+    """-> (probabilities (n, labels), truncated flags)."""
+    probs, truncated = [], []
+    for text in texts:
+        enc = bundle.tokenizer.encode(text, seq_len)
+        probs.append(softmax(model.predict(enc)[0]))
+        truncated.append(enc["truncated"])
+    return np.array(probs).reshape(len(texts), len(bundle.labels)), truncated
+
+
+def cmd_classify(args) -> int:
+    bundle = Bundle(args.bundle)
+    entry, model = bundle.load(args.model, args.threads)
+    seq_len = int(entry.get("seq_len", bundle.seq_len))
+    texts = _texts(args)
+    probs, truncated = predict_texts(bundle, model, texts, seq_len)
+    if not args.json:
+        print(f"model {entry['name']}  ({entry['quantization']}, seq_len {seq_len})")
+        print(f"{'label':<9} " + " ".join(f"{name[:8]:>8}" for name in bundle.labels) + "  text")
+    for text, p, cut in zip(texts, probs, truncated):
+        label = bundle.labels[int(p.argmax())]
+        if args.json:
+            print(json.dumps({"text": text, "label": label, "probabilities": dict(zip(bundle.labels, map(float, p))),
+                              "truncated": cut, "model": entry["name"]}, ensure_ascii=False))
+        else:
+            note = f"  [truncated to {seq_len} tokens]" if cut else ""
+            shown = text if len(text) <= 60 else text[:57] + "..."
+            print(f"{label:<9} " + " ".join(f"{v:>8.3f}" for v in p) + f"  {shown}{note}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    bundle = Bundle(args.bundle)
+    entry, model = bundle.load(args.model, args.threads)
+    texts, labels, agreement = read_table(args.data, bundle.labels)
+    probs, _ = predict_texts(bundle, model, texts, int(entry.get("seq_len", bundle.seq_len)))
+    predictions = probs.argmax(-1)
+    result = {"model": entry["name"], "data": str(args.data),
+              "test": classification_metrics(labels, predictions, len(bundle.labels))}
+    if agreement is not None:
+        keep = agreement == 100
+        result["test_allagree"] = classification_metrics(labels[keep], predictions[keep], len(bundle.labels))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    test = result["test"]
+    print(f"{entry['name']} on {args.data}: n={test['n']}  accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}")
+    if "test_allagree" in result:
+        agree = result["test_allagree"]
+        print(f"AllAgree subset: n={agree['n']}  accuracy {agree['accuracy']:.4f}  macro-F1 {agree['macro_f1']:.4f}")
+    print("confusion (rows: true, columns: predicted)")
+    print(" " * 10 + " ".join(f"{name[:8]:>8}" for name in bundle.labels))
+    for name, row in zip(bundle.labels, test["confusion"]):
+        print(f"{name[:9]:<10}" + " ".join(f"{v:>8d}" for v in row))
+    return 0
+
+
+def cmd_verify(args) -> int:
+    bundle = Bundle(args.bundle)
+    problems = bundle.verify()
+    for entry in bundle.models:
+        if not any(p.startswith(entry["name"] + ":") for p in problems):
+            print(f"ok  {entry['name']:<28} {entry['bytes'] / 1e6:7.2f} MB  sha256 {entry['sha256'][:12]}")
+    for problem in problems:
+        print(f"BAD {problem}")
+    print(f"{len(bundle.models) - len({p.split(':')[0] for p in problems})}/{len(bundle.models)} models verified")
+    return 1 if problems else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m device_runtime", description="Financial sentiment on the device.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    tok = sub.add_parser("tokenize", help="print input_ids / attention_mask as JSON lines")
+    tok.add_argument("--vocab", required=True)
+    tok.add_argument("--seq-len", type=int)
+    tok.add_argument("--cased", action="store_true", help="keep case and accents (cased vocab)")
+    tok.add_argument("text", nargs="*")
+    tok.set_defaults(func=cmd_tokenize)
+    for name, func, help_text in (("classify", cmd_classify, "label and probabilities per text"),
+                                  ("eval", cmd_eval, "accuracy, macro-F1, confusion on a labelled table")):
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("--bundle", required=True)
+        cmd.add_argument("--model", help="manifest model name (default: smallest int8)", required=name == "eval")
+        cmd.add_argument("--threads", type=int)
+        cmd.add_argument("--json", action="store_true")
+        cmd.set_defaults(func=func)
+    sub.choices["classify"].add_argument("text", nargs="*")
+    sub.choices["eval"].add_argument("--data", required=True)
+    ver = sub.add_parser("verify", help="check files, sizes, hashes and input shapes")
+    ver.add_argument("--bundle", required=True)
+    ver.set_defaults(func=cmd_verify)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
