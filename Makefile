@@ -41,3 +41,6 @@ export: install ## export a fine-tuned checkpoint without training (ARGS="--chec
 
 clean: ## remove dist/ and work/ (keeps .venv)
 	rm -rf $(OUT) work
+
+arm-check: install ## verify/classify/eval the bundle's int8 model under emulated aarch64; compare with host
+	$(PY) scripts/arm_check.py --bundle $(OUT) $(ARGS)
