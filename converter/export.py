@@ -35,8 +35,13 @@ def _representative(calibration: dict[str, np.ndarray]):
     return generate
 
 
-def convert(model, seq_len: int, quantization: str, calibration: dict[str, np.ndarray] | None = None) -> bytes:
-    """One TFLite flatbuffer. int8 / int16x8 need real calibration inputs (never random ids)."""
+def convert(model, seq_len: int, quantization: str, calibration: dict[str, np.ndarray] | None = None,
+            float_ops: tuple[str, ...] = ()) -> bytes:
+    """One TFLite flatbuffer. int8 / int16x8 need real calibration inputs (never random ids).
+
+    float_ops: TFLite op types kept in float inside an int8 model ("float islands"), e.g. the
+    LayerNorm decomposition and residual adds, whose outlier-heavy ranges int8 cannot hold.
+    """
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {quantization!r}; choose from {', '.join(QUANTIZATIONS)}")
     converter = tf.lite.TFLiteConverter.from_concrete_functions([serving_function(model, seq_len)], model)
@@ -52,6 +57,12 @@ def convert(model, seq_len: int, quantization: str, calibration: dict[str, np.nd
         converter.target_spec.supported_ops = [
             ops.TFLITE_BUILTINS_INT8 if quantization == "int8"
             else ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        if float_ops:
+            converter.target_spec.supported_ops.append(ops.TFLITE_BUILTINS)
+            options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(float_ops))
+            debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=converter, debug_dataset=_representative(calibration), debug_options=options)
+            return debugger.get_nondebug_quantized_model()
     return converter.convert()
 
 
@@ -71,9 +82,9 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def export_tflite(model, seq_len: int, quantization: str, path: Path, calibration=None) -> Path:
+def export_tflite(model, seq_len: int, quantization: str, path: Path, calibration=None, float_ops=()) -> Path:
     """Convert, write atomically, then prove the file's inputs are [1, seq_len] (shape and signature)."""
-    data = convert(model, seq_len, quantization, calibration)
+    data = convert(model, seq_len, quantization, calibration, float_ops)
     write_atomic(path, data)
     try:
         TFLiteModel(path, seq_len=seq_len)

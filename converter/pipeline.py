@@ -76,7 +76,9 @@ def export_variants(model, model_cfg: ModelConfig, prefix: str, ctx: Context, cf
             print(f"{name}: skipped (full integer quantization needs calibration sentences)", flush=True)
             continue
         print(f"{name}: converting ...", flush=True)
-        path = export_tflite(model, model_cfg.max_seq_len, quantization, export_dir / f"{name}.tflite", calibration)
+        float_ops = cfg.export.int8_float_ops if quantization == "int8" else ()
+        path = export_tflite(model, model_cfg.max_seq_len, quantization, export_dir / f"{name}.tflite",
+                             calibration, float_ops)
         metrics = {}
         if test is not None:
             logits = tflite_logits(path, test.inputs)
@@ -84,7 +86,8 @@ def export_variants(model, model_cfg: ModelConfig, prefix: str, ctx: Context, cf
                 _check_float_parity(model, test, logits, cfg.export.float_parity_atol, path)
             metrics = split_metrics(logits, test, labels)
             print(f"{name}: {path.stat().st_size / 1e6:.1f} MB, test accuracy {metrics['test']['accuracy']:.4f}", flush=True)
-        entries.append(model_entry(name, path, quantization, model_cfg, metrics))
+        extra = {"float_ops": list(float_ops)} if float_ops else {}
+        entries.append(model_entry(name, path, quantization, model_cfg, metrics, **extra))
     return entries
 
 

@@ -9,6 +9,7 @@ import pytest
 from converter import export as ex
 from converter import pipeline
 from converter.checkpoint import build_from_checkpoint
+from converter.config import ExportConfig
 from device_runtime.interpreter import ModelLoadError, TFLiteModel
 from tests.helpers import TINY_BERT, tiny_config
 
@@ -26,7 +27,8 @@ def test_every_variant_has_fixed_named_inputs(tiny_model, tmp_path):
     inputs = {"input_ids": ref["input_ids"], "attention_mask": ref["attention_mask"]}
     keras_logits = tiny_model([ref["input_ids"], ref["attention_mask"]]).numpy()
     for quantization in ("float32", "dynamic", "float16", "int8"):
-        path = ex.export_tflite(tiny_model, 7, quantization, tmp_path / f"{quantization}.tflite", inputs)
+        float_ops = ExportConfig().int8_float_ops if quantization == "int8" else ()
+        path = ex.export_tflite(tiny_model, 7, quantization, tmp_path / f"{quantization}.tflite", inputs, float_ops)
         runner = TFLiteModel(path)
         for name, detail in runner.inputs.items():
             assert list(detail["shape"]) == [1, 7] and list(detail["shape_signature"]) == [1, 7], name
@@ -35,6 +37,23 @@ def test_every_variant_has_fixed_named_inputs(tiny_model, tmp_path):
         logits = ex.tflite_logits(path, inputs)
         tolerance = {"float32": 1e-5, "dynamic": 1e-5, "float16": 2e-3, "int8": 0.1}[quantization]
         np.testing.assert_allclose(logits, keras_logits, atol=tolerance)
+
+
+def _op_input_dtypes(path):
+    runner = TFLiteModel(path)
+    tensors = {t["index"]: t["dtype"] for t in runner.interpreter.get_tensor_details()}
+    return [(op["op_name"], tensors[op["inputs"][0]]) for op in runner.interpreter._get_ops_details()]
+
+
+def test_int8_keeps_float_islands_only_where_configured(tiny_model, tmp_path):
+    ref = np.load(CALIBRATION)
+    inputs = {"input_ids": ref["input_ids"], "attention_mask": ref["attention_mask"]}
+    islands = ex.export_tflite(tiny_model, 7, "int8", tmp_path / "a.tflite", inputs, ("MEAN", "ADD"))
+    full = ex.export_tflite(tiny_model, 7, "int8", tmp_path / "b.tflite", inputs)
+    ops = _op_input_dtypes(islands)
+    assert {d for op, d in ops if op == "FULLY_CONNECTED"} == {np.int8}
+    assert {d for op, d in ops if op in ("MEAN", "ADD")} == {np.float32}
+    assert {d for op, d in _op_input_dtypes(full) if op in ("MEAN", "FULLY_CONNECTED")} == {np.int8}
 
 
 def test_shape_check_rejects_a_one_token_signature(tmp_path):
@@ -65,10 +84,10 @@ def test_failed_conversion_leaves_dist_as_it_was(tmp_path, monkeypatch):
     before = _snapshot(tmp_path / "dist")
     real_convert = ex.convert
 
-    def failing(model, seq_len, quantization, calibration=None):
+    def failing(model, seq_len, quantization, calibration=None, float_ops=()):
         if quantization == "float16":
             raise RuntimeError("converter crashed")
-        return real_convert(model, seq_len, quantization, calibration)
+        return real_convert(model, seq_len, quantization, calibration, float_ops)
 
     monkeypatch.setattr(ex, "convert", failing)
     with pytest.raises(RuntimeError, match="converter crashed"):
