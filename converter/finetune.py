@@ -46,15 +46,15 @@ def make_optimizer(cfg: FinetuneConfig, steps_per_epoch: int, epochs: int | None
 class EpochCheckpoint(keras.callbacks.Callback):
     """Each epoch: score dev, keep the best weights, save a resumable checkpoint and state.json."""
 
-    def __init__(self, work_dir: Path, dev_inputs, dev_labels, state: dict, score_fn):
+    def __init__(self, work_dir: Path, dev_inputs, dev_labels, state: dict, score_fn, first_candidate_epoch: int = 1):
         super().__init__()
         self.work_dir, self.dev_inputs, self.dev_labels = work_dir, dev_inputs, dev_labels
-        self.state, self.score_fn = state, score_fn
+        self.state, self.score_fn, self.first_candidate = state, score_fn, first_candidate_epoch
 
     def on_epoch_end(self, epoch, logs=None):
         dev_acc = self.score_fn(self.model, self.dev_inputs, self.dev_labels)
         self.state["history"].append({"epoch": epoch + 1, "loss": float(logs.get("loss", np.nan)), "dev_accuracy": dev_acc})
-        if dev_acc > self.state["best_dev_accuracy"]:
+        if epoch + 1 >= self.first_candidate and dev_acc > self.state["best_dev_accuracy"]:
             self.state.update(best_dev_accuracy=dev_acc, best_epoch=epoch + 1)
             self.model.save_weights(str(self.work_dir / "best.weights.h5"))
         tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer).write(str(self.work_dir / "last"))
@@ -94,11 +94,13 @@ def dev_accuracy(model, inputs, labels) -> float:
 
 
 def fit_classifier(model, train: tuple, dev: tuple, cfg: FinetuneConfig, work_dir: Path, *,
-                   loss=None, resume: bool = False, score_fn=dev_accuracy):
+                   loss=None, resume: bool = False, score_fn=dev_accuracy, callbacks=(), first_candidate_epoch: int = 1):
     """Train `model` on train=(inputs, targets); keep the epoch best on dev=(inputs, labels).
 
     `loss` defaults to cross-entropy on logits; distillation passes its own loss and targets.
     With resume=True an interrupted run continues from the last finished epoch in work_dir.
+    Epochs before `first_candidate_epoch` are trained but never selected (e.g. while a pruning
+    schedule is still ramping up).
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -116,8 +118,9 @@ def fit_classifier(model, train: tuple, dev: tuple, cfg: FinetuneConfig, work_di
         print(f"resuming {work_dir} after epoch {state['epoch']}", flush=True)
     if state["epoch"] < cfg.epochs:
         tty = sys.stdout.isatty()
-        callback = EpochCheckpoint(work_dir, dev[0], dev[1], state, score_fn)
+        callback = EpochCheckpoint(work_dir, dev[0], dev[1], state, score_fn, first_candidate_epoch)
         model.fit(inputs, targets, batch_size=cfg.batch_size, epochs=cfg.epochs, initial_epoch=state["epoch"],
-                  shuffle=True, callbacks=[callback] + ([] if tty else [ProgressLine(steps)]), verbose=int(tty))
+                  shuffle=True, callbacks=[*callbacks, callback] + ([] if tty else [ProgressLine(steps)]),
+                  verbose=int(tty))
     model.load_weights(str(work_dir / "best.weights.h5"))
     return model, state

@@ -1,4 +1,4 @@
-"""The two custom layers: weightless attention math and an added embedding table.
+"""Custom layers: weightless attention math and mask bias, and an added embedding table.
 
 Everything with a kernel is a stock Dense / Embedding / LayerNormalization so TF-MOT sees it."""
 
@@ -14,16 +14,14 @@ import tf_keras as keras
 class AttentionCore(keras.layers.Layer):
     """Split heads, masked scaled dot-product, softmax, merge. Holds no weights.
 
-    Inputs: [query, key, value] each (batch, seq, heads * head_size) and the int mask
-    (batch, seq) with 1 for real tokens. Returns (batch, seq, heads * head_size).
+    Inputs: [query, key, value] each (batch, seq, heads * head_size) and the additive key
+    bias (batch, 1, 1, seq) from AttentionMaskBias. Returns (batch, seq, heads * head_size).
     """
 
-    def __init__(self, num_heads: int, head_size: int, mask_bias: float,
-                 dropout_rate: float = 0.0, **kwargs):
+    def __init__(self, num_heads: int, head_size: int, dropout_rate: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.head_size = head_size
-        self.mask_bias = mask_bias
         self.dropout_rate = dropout_rate
 
     def _split(self, x):
@@ -32,28 +30,49 @@ class AttentionCore(keras.layers.Layer):
         return tf.transpose(x, (0, 2, 1, 3))  # (batch, heads, seq, head_dim)
 
     def call(self, inputs, training=None):
-        query, key, value, mask = inputs
-        seq = query.shape[1]
+        query, key, value, bias = inputs
         q, k, v = self._split(query), self._split(key), self._split(value)
         # Scale q rather than the scores: one (seq, head_dim) multiply instead of (seq, seq).
         q = q * (1.0 / math.sqrt(self.head_size))
         scores = tf.matmul(q, k, transpose_b=True)  # (batch, heads, seq, seq)
-        # Padded keys get a large negative bias: (batch, 1, 1, seq).
-        bias = (1.0 - tf.cast(mask, scores.dtype)) * self.mask_bias
-        scores = scores + tf.reshape(bias, (-1, 1, 1, seq))
+        scores = scores + bias  # padded keys: a large negative bias
+
         probs = tf.nn.softmax(scores, axis=-1)
         if training and self.dropout_rate > 0:
             probs = tf.nn.dropout(probs, rate=self.dropout_rate)
         context = tf.matmul(probs, v)  # (batch, heads, seq, head_dim)
         context = tf.transpose(context, (0, 2, 1, 3))  # (batch, seq, heads, head_dim)
-        return tf.reshape(context, (-1, seq, self.num_heads * self.head_size))
+        return tf.reshape(context, (-1, query.shape[1], self.num_heads * self.head_size))
 
     def get_prunable_weights(self):
         return []
 
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "head_size": self.head_size,
-                "mask_bias": self.mask_bias, "dropout_rate": self.dropout_rate}
+                "dropout_rate": self.dropout_rate}
+
+
+@keras.utils.register_keras_serializable(package="converter")
+class AttentionMaskBias(keras.layers.Layer):
+    """int mask (batch, seq), 1 = real token -> additive float bias (batch, 1, 1, seq). No weights.
+
+    Computed once for all layers. It is the only consumer of the int32 mask input, and is left
+    out of QAT annotation: TF-MOT would otherwise fake-quantize that integer input.
+    """
+
+    def __init__(self, mask_bias: float, **kwargs):
+        super().__init__(**kwargs)
+        self.mask_bias = mask_bias
+
+    def call(self, mask):
+        bias = (1.0 - tf.cast(mask, tf.float32)) * self.mask_bias
+        return tf.reshape(bias, (-1, 1, 1, mask.shape[1]))  # (batch, 1, 1, seq)
+
+    def get_prunable_weights(self):
+        return []
+
+    def get_config(self):
+        return {**super().get_config(), "mask_bias": self.mask_bias}
 
 
 @keras.utils.register_keras_serializable(package="converter")
@@ -90,4 +109,5 @@ class AddedEmbedding(keras.layers.Layer):
                 "hidden_size": self.hidden_size, "positional": self.positional}
 
 
-CUSTOM_OBJECTS = {"AttentionCore": AttentionCore, "AddedEmbedding": AddedEmbedding}
+CUSTOM_OBJECTS = {"AttentionCore": AttentionCore, "AttentionMaskBias": AttentionMaskBias,
+                  "AddedEmbedding": AddedEmbedding}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import tf_keras as keras
 
 from converter.config import ModelConfig
-from converter.layers import AddedEmbedding, AttentionCore
+from converter.layers import AddedEmbedding, AttentionCore, AttentionMaskBias
 
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAME = "logits"
@@ -21,14 +21,14 @@ def _dense(units: int, name: str, cfg: ModelConfig, activation=None):
     return keras.layers.Dense(units, activation=activation, name=name, kernel_initializer=_init(cfg))
 
 
-def encoder_block(x, mask, cfg: ModelConfig, i: int):
-    """One transformer layer (post-norm, as in BERT). x: (batch, seq, hidden)."""
+def encoder_block(x, bias, cfg: ModelConfig, i: int):
+    """One transformer layer (post-norm, as in BERT). x: (batch, seq, hidden); bias (batch, 1, 1, seq)."""
     width = cfg.num_heads * cfg.head_size
     query = _dense(width, f"layer_{i}_attn_query", cfg)(x)
     key = _dense(width, f"layer_{i}_attn_key", cfg)(x)
     value = _dense(width, f"layer_{i}_attn_value", cfg)(x)
-    context = AttentionCore(cfg.num_heads, cfg.head_size, cfg.mask_bias, cfg.dropout_rate,
-                            name=f"layer_{i}_attn_core")([query, key, value, mask])
+    context = AttentionCore(cfg.num_heads, cfg.head_size, cfg.dropout_rate,
+                            name=f"layer_{i}_attn_core")([query, key, value, bias])
     attn = _dense(cfg.hidden_size, f"layer_{i}_attn_output", cfg)(context)
     attn = keras.layers.Dropout(cfg.dropout_rate, name=f"layer_{i}_attn_dropout")(attn)
     x = keras.layers.Add(name=f"layer_{i}_attn_residual")([x, attn])
@@ -58,8 +58,9 @@ def build_classifier(cfg: ModelConfig, name: str = "bert_classifier") -> keras.M
     x = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name="embeddings_norm")(x)
     x = keras.layers.Dropout(cfg.dropout_rate, name="embeddings_dropout")(x)
 
+    bias = AttentionMaskBias(cfg.mask_bias, name="attn_mask_bias")(mask)
     for i in range(cfg.num_layers):
-        x = encoder_block(x, mask, cfg, i)
+        x = encoder_block(x, bias, cfg, i)
 
     # The pooler reads the [CLS] position: crop to (batch, 1, hidden), then flatten.
     cls = keras.layers.Cropping1D((0, seq - 1), name="pooler_cls")(x)

@@ -1,0 +1,99 @@
+"""Knowledge distillation: a smaller student BERT learns from the frozen teacher's cached logits.
+
+total = alpha * CE(y, student) + (1 - alpha) * T^2 * KL(softmax(teacher / T) || softmax(student / T))"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from converter.config import DistillConfig, ModelConfig
+from converter.finetune import fit_classifier
+from converter.model import build_classifier
+
+log = logging.getLogger(__name__)
+SHARED_LAYERS = ("embeddings_word", "embeddings_position", "embeddings_segment", "embeddings_norm",
+                 "pooler", "classifier")
+BLOCK_PARTS = ("attn_query", "attn_key", "attn_value", "attn_output", "attn_norm", "ffn_in", "ffn_out", "ffn_norm")
+
+
+@keras.utils.register_keras_serializable(package="converter")
+class DistillationLoss(keras.losses.Loss):
+    """y_true packs (batch, 1 + labels): the gold label, then the teacher's logits."""
+
+    def __init__(self, alpha: float, temperature: float, name: str = "distillation", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.alpha, self.temperature = alpha, temperature
+
+    def call(self, y_true, y_pred):
+        labels = tf.cast(y_true[:, 0], tf.int32)
+        teacher = y_true[:, 1:]
+        hard = keras.losses.sparse_categorical_crossentropy(labels, y_pred, from_logits=True)
+        t = self.temperature
+        teacher_log_probs = tf.nn.log_softmax(teacher / t, axis=-1)
+        student_log_probs = tf.nn.log_softmax(y_pred / t, axis=-1)
+        kl = tf.reduce_sum(tf.exp(teacher_log_probs) * (teacher_log_probs - student_log_probs), axis=-1)
+        return self.alpha * hard + (1.0 - self.alpha) * t * t * kl
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha, "temperature": self.temperature}
+
+
+def student_config(teacher: ModelConfig, cfg: DistillConfig) -> ModelConfig:
+    return replace(teacher, num_layers=cfg.num_layers, hidden_size=cfg.hidden_size or teacher.hidden_size,
+                   num_heads=cfg.num_heads or teacher.num_heads,
+                   intermediate_size=cfg.intermediate_size or teacher.intermediate_size)
+
+
+def teacher_layer_map(num_teacher: int, num_student: int) -> list[int]:
+    """Every k-th teacher layer, ending at the last one: 6 -> 3 gives [1, 3, 5]."""
+    step = num_teacher / num_student
+    return [round((i + 1) * step) - 1 for i in range(num_student)]
+
+
+def init_student(teacher, teacher_cfg: ModelConfig, student_cfg: ModelConfig) -> keras.Model:
+    """Build the student; copy embeddings, mapped layers and head when the widths allow it."""
+    student = build_classifier(student_cfg, name="student")
+    same_width = (student_cfg.hidden_size, student_cfg.num_heads, student_cfg.intermediate_size) == (
+        teacher_cfg.hidden_size, teacher_cfg.num_heads, teacher_cfg.intermediate_size)
+    if not same_width:
+        log.info("student widths differ from the teacher's: random initialisation")
+        return student
+    pairs = [(name, name) for name in SHARED_LAYERS]
+    for s, t in enumerate(teacher_layer_map(teacher_cfg.num_layers, student_cfg.num_layers)):
+        pairs += [(f"layer_{s}_{part}", f"layer_{t}_{part}") for part in BLOCK_PARTS]
+    for student_name, teacher_name in pairs:
+        student.get_layer(student_name).set_weights(teacher.get_layer(teacher_name).get_weights())
+    log.info("student initialised from teacher layers %s", teacher_layer_map(teacher_cfg.num_layers, student_cfg.num_layers))
+    return student
+
+
+def teacher_logits(teacher, inputs: list[np.ndarray], cache: Path) -> np.ndarray:
+    """The frozen teacher's logits on the training inputs, computed once and cached."""
+    if cache.is_file():
+        logits = np.load(cache)
+        if len(logits) == len(inputs[0]):
+            return logits
+    logits = teacher.predict(inputs, batch_size=64, verbose=0).astype(np.float32)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, logits)
+    return logits
+
+
+def distill(teacher, teacher_cfg: ModelConfig, train: tuple, dev: tuple, cfg: DistillConfig, work_dir: Path,
+            alpha: float | None = None, resume: bool = False):
+    """Train a student on train=(inputs, labels) against the teacher -> (student, its ModelConfig, state)."""
+    inputs, labels = train
+    soft = teacher_logits(teacher, inputs, Path(work_dir).parent / "teacher_train_logits.npy")
+    student_cfg = student_config(teacher_cfg, cfg)
+    student = init_student(teacher, teacher_cfg, student_cfg)
+    alpha = cfg.alpha if alpha is None else alpha
+    targets = np.concatenate([labels[:, None].astype(np.float32), soft], axis=1)  # (n, 1 + labels)
+    student, state = fit_classifier(student, (inputs, targets), dev, cfg.train, work_dir,
+                                    loss=DistillationLoss(alpha, cfg.temperature), resume=resume)
+    return student, student_cfg, state

@@ -1,0 +1,10 @@
+"""The one place custom classes are registered for cloning, saving, loading, pruning and QAT."""
+
+from __future__ import annotations
+
+
+def custom_objects() -> dict:
+    from converter.layers import CUSTOM_OBJECTS
+    from converter.qat import NoOpQuantizeConfig
+
+    return {**CUSTOM_OBJECTS, "NoOpQuantizeConfig": NoOpQuantizeConfig}
