@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -48,14 +49,15 @@ def convert(
     epochs: Optional[int] = typer.Option(None), batch_size: Optional[int] = typer.Option(None),
     learning_rate: Optional[float] = typer.Option(None),
     max_train_examples: Optional[int] = typer.Option(None, help="cap training rows (quick runs)"),
-    resume: bool = typer.Option(False, help="continue an interrupted fine-tune from work_dir"),
+    resume: bool = typer.Option(False, help="continue an interrupted run from work_dir"),
+    teacher_only: bool = typer.Option(False, help="skip distillation, QAT and pruning"),
 ):
-    """Fine-tune the teacher, export float32/dynamic/float16/int8, evaluate, write the bundle."""
+    """Fine-tune the teacher, distill, prune, QAT; export every variant, evaluate, write the bundle."""
     from converter.pipeline import format_table, run_convert
 
     cfg = _config(checkpoint, data, out, work_dir, seq_len, epochs=epochs, batch_size=batch_size,
                   learning_rate=learning_rate, max_train_examples=max_train_examples)
-    manifest = _run(run_convert, cfg, resume)
+    manifest = _run(run_convert, dataclasses.replace(cfg, compress=not teacher_only), resume)
     typer.echo(format_table(manifest))
 
 
@@ -76,6 +78,51 @@ def export(
     quantizations = tuple(q.strip() for q in quantization.split(",") if q.strip())
     manifest = _run(run_export, cfg, quantizations, calibration_data)
     typer.echo(format_table(manifest))
+
+
+@app.command()
+def distill(
+    data: Optional[Path] = typer.Option(None), out: Path = typer.Option(Path("dist")),
+    work_dir: Path = typer.Option(Path("work")), seq_len: int = typer.Option(64),
+    layers: int = typer.Option(3, help="student encoder layers"),
+    alpha: float = typer.Option(0.5, help="weight of the hard-label loss"), temperature: float = typer.Option(2.0),
+    ablation: bool = typer.Option(True, help="also train on hard labels only (alpha = 1)"),
+    resume: bool = typer.Option(False),
+):
+    """Distill a student from the teacher fine-tuned by `convert` (reads --work-dir, adds to the bundle)."""
+    from converter.compress import run_step
+    from converter.pipeline import format_table
+
+    cfg = with_overrides(_config("minilm", data, out, work_dir, seq_len), "distill", num_layers=layers, alpha=alpha,
+                         temperature=temperature, run_ablation=ablation)
+    typer.echo(format_table(_run(run_step, cfg, "distill", "student", resume)))
+
+
+@app.command()
+def prune(
+    data: Optional[Path] = typer.Option(None), out: Path = typer.Option(Path("dist")),
+    work_dir: Path = typer.Option(Path("work")), seq_len: int = typer.Option(64),
+    model: str = typer.Option("teacher", help="teacher or student"),
+    target_sparsity: float = typer.Option(0.5, help="0.5, 0.7 or 0.9"), resume: bool = typer.Option(False),
+):
+    """Magnitude-prune the teacher or student with TF-MOT (student: plus prune-preserving QAT)."""
+    from converter.compress import run_step
+    from converter.pipeline import format_table
+
+    cfg = with_overrides(_config("minilm", data, out, work_dir, seq_len), "prune", target_sparsity=target_sparsity)
+    typer.echo(format_table(_run(run_step, cfg, "prune", model, resume)))
+
+
+@app.command()
+def qat(
+    data: Optional[Path] = typer.Option(None), out: Path = typer.Option(Path("dist")),
+    work_dir: Path = typer.Option(Path("work")), seq_len: int = typer.Option(64), resume: bool = typer.Option(False),
+):
+    """Quantization-aware fine-tune of the distilled student, exported as full int8."""
+    from converter.compress import run_step
+    from converter.pipeline import format_table
+
+    typer.echo(format_table(_run(run_step, _config("minilm", data, out, work_dir, seq_len), "qat", "student", resume)))
 
 
 def main():

@@ -125,6 +125,7 @@ class KitConfig:
     prune: PruneConfig = field(default_factory=PruneConfig)
     qat: QatConfig = field(default_factory=QatConfig)
     checkpoint: str = "minilm"
+    compress: bool = True  # distill, QAT and prune after the teacher (False: teacher only)
     work_dir: str = "work"
     out_dir: str = "dist"
 

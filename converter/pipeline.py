@@ -13,6 +13,7 @@ from converter.bundle import model_entry, write_bundle
 from converter.config import LABELS, KitConfig, ModelConfig
 from converter.data import Dataset, load_splits, load_table
 from converter.export import export_tflite, tflite_logits
+from converter.tflite_stats import encoder_sparsity, gzip_bytes
 from converter.tokenize import encode, load_tokenizer, tokenizer_settings
 from device_runtime.metrics import classification_metrics
 
@@ -65,7 +66,7 @@ def calibration_inputs(split: Split, count: int, seed: int) -> dict[str, np.ndar
 
 
 def export_variants(model, model_cfg: ModelConfig, prefix: str, ctx: Context, cfg: KitConfig,
-                    quantizations=None, calibration=None, labels=LABELS) -> list[dict]:
+                    quantizations=None, calibration=None, labels=LABELS, **extra) -> list[dict]:
     """Export, check and evaluate every quantization of one Keras model -> manifest entries."""
     export_dir = Path(cfg.work_dir) / "export"
     test = ctx.splits.get("test")
@@ -86,8 +87,9 @@ def export_variants(model, model_cfg: ModelConfig, prefix: str, ctx: Context, cf
                 _check_float_parity(model, test, logits, cfg.export.float_parity_atol, path)
             metrics = split_metrics(logits, test, labels)
             print(f"{name}: {path.stat().st_size / 1e6:.1f} MB, test accuracy {metrics['test']['accuracy']:.4f}", flush=True)
-        extra = {"float_ops": list(float_ops)} if float_ops else {}
-        entries.append(model_entry(name, path, quantization, model_cfg, metrics, **extra))
+        more = {"float_ops": list(float_ops)} if float_ops else {}
+        more.update(sparsity=round(encoder_sparsity(path), 4), gzip_bytes=gzip_bytes(path))
+        entries.append(model_entry(name, path, quantization, model_cfg, metrics, **extra, **more))
     return entries
 
 
@@ -114,12 +116,16 @@ def train_teacher(cfg: KitConfig, ctx: Context, resume: bool = False):
 
 
 def run_convert(cfg: KitConfig, resume: bool = False) -> dict:
-    """Fine-tune the teacher, export its four variants, evaluate them, write the bundle."""
+    """Fine-tune the teacher, export its variants; then (cfg.compress) the compressed models. One bundle."""
     folder = ck.resolve_checkpoint(cfg.checkpoint)
     ctx = prepare(cfg, folder)
     model, model_cfg, _ = train_teacher(cfg, ctx, resume)
     calibration = calibration_inputs(ctx.splits["train"], cfg.export.num_calibration_examples, cfg.export.calibration_seed)
     entries = export_variants(model, model_cfg, "teacher", ctx, cfg, calibration=calibration)
+    if cfg.compress:
+        from converter.compress import run_compression
+
+        entries += run_compression(cfg, ctx, model, model_cfg, calibration, resume)[0]
     return write_bundle(Path(cfg.out_dir), entries, ctx.vocab, LABELS, model_cfg.max_seq_len, ctx.do_lower_case)
 
 
@@ -149,12 +155,13 @@ def run_export(cfg: KitConfig, quantizations, calibration_file: Path | None) -> 
 
 
 def format_table(manifest: dict) -> str:
-    """variant, MB, test accuracy, macro-F1, AllAgree accuracy — one row per model."""
-    lines = [f"{'variant':<28} {'MB':>7} {'test acc':>9} {'macro-F1':>9} {'AllAgree':>9}"]
+    """One row per model: MB, gzip MB, encoder sparsity, test accuracy, macro-F1, AllAgree accuracy."""
+    lines = [f"{'variant':<30} {'MB':>7} {'gzip MB':>8} {'sparsity':>8} {'test acc':>9} {'macro-F1':>9} {'AllAgree':>9}"]
     for entry in manifest["models"]:
         test = entry["metrics"].get("test", {})
         agree = entry["metrics"].get("test_allagree", {})
         fmt = lambda d, k: f"{d[k]:.4f}" if k in d else "-"  # noqa: E731
-        lines.append(f"{entry['name']:<28} {entry['bytes'] / 1e6:>7.2f} {fmt(test, 'accuracy'):>9} "
-                     f"{fmt(test, 'macro_f1'):>9} {fmt(agree, 'accuracy'):>9}")
+        lines.append(f"{entry['name']:<30} {entry['bytes'] / 1e6:>7.2f} {entry.get('gzip_bytes', 0) / 1e6:>8.2f} "
+                     f"{entry.get('sparsity', 0):>8.3f} {fmt(test, 'accuracy'):>9} {fmt(test, 'macro_f1'):>9} "
+                     f"{fmt(agree, 'accuracy'):>9}")
     return "\n".join(lines)

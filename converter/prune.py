@@ -36,7 +36,10 @@ def apply_pruning(model, cfg: PruneConfig, total_steps: int):
         return layer
 
     with keras.utils.custom_object_scope(custom_objects()):
-        return keras.models.clone_model(model, clone_function=wrap)
+        # Wrapping reuses the layers given, so wrap a weight copy: the input model stays dense.
+        copy = keras.models.clone_model(model)
+        copy.set_weights(model.get_weights())
+        return keras.models.clone_model(copy, clone_function=wrap)
 
 
 def strip(model):

@@ -1,0 +1,127 @@
+"""The compression stage of `make convert`: distilled student (+ hard-label ablation), QAT,
+magnitude pruning of teacher and student, prune-preserving QAT. Each step adds bundle entries."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from converter import checkpoint as ck
+from converter.config import KitConfig, ModelConfig
+from converter.distill import distill, student_config
+from converter.model import build_classifier
+from converter.pipeline import Context, export_variants, split_metrics
+from converter.prune import prune
+from converter.qat import qat
+
+log = logging.getLogger(__name__)
+STUDENT_QUANTIZATIONS = ("float32", "dynamic", "float16", "int8", "int16x8")
+
+
+def _data(ctx: Context):
+    train, dev = ctx.splits["train"], ctx.splits["dev"]
+    return (list(train.inputs.values()), train.data.labels), (list(dev.inputs.values()), dev.data.labels)
+
+
+def keras_test_metrics(model, ctx: Context) -> dict:
+    test = ctx.splits["test"]
+    return split_metrics(model.predict(list(test.inputs.values()), batch_size=64, verbose=0), test)
+
+
+def load_trained(cfg: KitConfig, model_cfg: ModelConfig, folder: str):
+    """A model fine-tuned earlier in work_dir (best-on-dev weights)."""
+    weights = Path(cfg.work_dir) / folder / "best.weights.h5"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: not found; run the earlier step first (make convert)")
+    model = build_classifier(model_cfg)
+    model.load_weights(str(weights))
+    return model
+
+
+def teacher_config(cfg: KitConfig) -> ModelConfig:
+    return ck.from_hf_config(ck.read_hf_config(ck.resolve_checkpoint(cfg.checkpoint)), cfg.model.max_seq_len)
+
+
+def run_distill(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, calibration, resume=False):
+    """Student (+ the alpha = 1 ablation) -> (student, its config, entries, report)."""
+    train, dev = _data(ctx)
+    work = Path(cfg.work_dir)
+    print(f"distilling a {cfg.distill.num_layers}-layer student (alpha {cfg.distill.alpha}, T {cfg.distill.temperature})",
+          flush=True)
+    student, student_cfg, state = distill(teacher, teacher_cfg, train, dev, cfg.distill, work / "student", resume=resume)
+    report = {"alpha": cfg.distill.alpha, "temperature": cfg.distill.temperature,
+              "distilled": {"best_dev_accuracy": state["best_dev_accuracy"], **keras_test_metrics(student, ctx)}}
+    if cfg.distill.run_ablation:
+        print("ablation: the same student on hard labels only (alpha = 1)", flush=True)
+        hard, _, hard_state = distill(teacher, teacher_cfg, train, dev, cfg.distill, work / "student_hard",
+                                      alpha=1.0, resume=resume)
+        report["hard_labels"] = {"best_dev_accuracy": hard_state["best_dev_accuracy"], **keras_test_metrics(hard, ctx)}
+    entries = export_variants(student, student_cfg, "student", ctx, cfg, STUDENT_QUANTIZATIONS, calibration)
+    return student, student_cfg, entries, report
+
+
+def run_qat(cfg: KitConfig, ctx: Context, student, student_cfg: ModelConfig, calibration, resume=False):
+    train, dev = _data(ctx)
+    print("quantization-aware training of the student", flush=True)
+    model, state = qat(student, train, dev, cfg.qat, Path(cfg.work_dir) / "student_qat", resume=resume)
+    entries = export_variants(model, student_cfg, "student-qat", ctx, cfg, ("int8",), calibration)
+    return entries, {"best_dev_accuracy": state["best_dev_accuracy"]}
+
+
+def run_prune(cfg: KitConfig, ctx: Context, model, model_cfg: ModelConfig, prefix: str, calibration,
+              quantizations=("dynamic", "int8"), with_pqat: bool = False, resume=False):
+    """Prune `model` to the target sparsity; export; optionally add prune-preserving QAT."""
+    train, dev = _data(ctx)
+    tag = f"{prefix}-pruned{round(cfg.prune.target_sparsity * 100)}"
+    print(f"{tag}: magnitude pruning to {cfg.prune.target_sparsity:.0%} of encoder Dense weights", flush=True)
+    pruned, state = prune(model, train, dev, cfg.prune, Path(cfg.work_dir) / tag.replace("-", "_"), resume=resume)
+    entries = export_variants(pruned, model_cfg, tag, ctx, cfg, quantizations, calibration)
+    report = {"best_dev_accuracy": state["best_dev_accuracy"],
+              "keras_kernel_sparsity_mean": sum(state["kernel_sparsity"].values()) / len(state["kernel_sparsity"])}
+    if with_pqat:
+        print(f"{tag}: prune-preserving quantization-aware training", flush=True)
+        pqat, _ = qat(pruned, train, dev, cfg.qat, Path(cfg.work_dir) / f"{tag}_pqat".replace("-", "_"),
+                      preserve_sparsity=True, resume=resume)
+        entries += export_variants(pqat, model_cfg, f"{tag}-pqat", ctx, cfg, ("int8",), calibration)
+    return entries, report
+
+
+def run_compression(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, calibration, resume=False):
+    """All compression steps in order -> (entries, report); the report lands in work_dir/report.json."""
+    student, student_cfg, entries, report = run_distill(cfg, ctx, teacher, teacher_cfg, calibration, resume)
+    report = {"distillation": report}
+    qat_entries, report["qat"] = run_qat(cfg, ctx, student, student_cfg, calibration, resume)
+    teacher_entries, report["teacher_pruning"] = run_prune(cfg, ctx, teacher, teacher_cfg, "teacher", calibration,
+                                                           resume=resume)
+    student_entries, report["student_pruning"] = run_prune(cfg, ctx, student, student_cfg, "student", calibration,
+                                                           quantizations=("int8",), with_pqat=True, resume=resume)
+    entries += qat_entries + teacher_entries + student_entries
+    (Path(cfg.work_dir) / "report.json").write_text(json.dumps(report, indent=2))
+    return entries, report
+
+
+def run_step(cfg: KitConfig, step: str, target: str = "teacher", resume: bool = False) -> dict:
+    """One compression step on models fine-tuned earlier in work_dir; its entries join the bundle."""
+    from converter.bundle import write_bundle
+    from converter.config import LABELS
+    from converter.pipeline import calibration_inputs, prepare
+
+    ctx = prepare(cfg, ck.resolve_checkpoint(cfg.checkpoint))
+    calibration = calibration_inputs(ctx.splits["train"], cfg.export.num_calibration_examples, cfg.export.calibration_seed)
+    teacher_cfg = teacher_config(cfg)
+    teacher = load_trained(cfg, teacher_cfg, "teacher")
+    if step == "distill":
+        entries = run_distill(cfg, ctx, teacher, teacher_cfg, calibration, resume)[2]
+    else:
+        student_cfg = student_config(teacher_cfg, cfg.distill)
+        model, model_cfg = ((teacher, teacher_cfg) if target == "teacher" and step == "prune"
+                            else (load_trained(cfg, student_cfg, "student"), student_cfg))
+        if step == "qat":
+            entries = run_qat(cfg, ctx, model, model_cfg, calibration, resume)[0]
+        elif step == "prune":
+            entries = run_prune(cfg, ctx, model, model_cfg, target, calibration, with_pqat=target == "student",
+                                quantizations=("dynamic", "int8") if target == "teacher" else ("int8",), resume=resume)[0]
+        else:
+            raise ValueError(f"unknown step {step!r}")
+    return write_bundle(Path(cfg.out_dir), entries, ctx.vocab, LABELS, cfg.model.max_seq_len, ctx.do_lower_case)

@@ -1,0 +1,47 @@
+"""What an exported .tflite file really holds: encoder weight sparsity and gzip size."""
+
+from __future__ import annotations
+
+import gzip
+import re
+from pathlib import Path
+
+import numpy as np
+
+from device_runtime.interpreter import TFLiteModel
+
+# The converter folds the 1/sqrt(head_size) query scaling into the query kernel, so that
+# weight is named after the attention core's `mul`.
+ENCODER_WEIGHT = re.compile(r"layer_\d+_(attn_(query|key|value|output|core/mul)|ffn_(in|out))")
+
+
+def encoder_weights(path: Path) -> dict[str, np.ndarray]:
+    """The constant weight of every encoder FULLY_CONNECTED op, by tensor name (through DEQUANTIZE)."""
+    interpreter = TFLiteModel(path).interpreter
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    producer = {out: op for op in ops for out in op["outputs"]}
+    weights = {}
+    for op in ops:
+        if op["op_name"] != "FULLY_CONNECTED":
+            continue
+        index = op["inputs"][1]
+        if index in producer and producer[index]["op_name"] == "DEQUANTIZE":
+            index = producer[index]["inputs"][0]
+        name = tensors[index]["name"]
+        if ENCODER_WEIGHT.search(name):
+            weights[name] = interpreter.get_tensor(index)
+    return weights
+
+
+def encoder_sparsity(path: Path) -> float:
+    """Fraction of exactly-zero values over all encoder Dense weights in the file."""
+    weights = encoder_weights(path)
+    if not weights:
+        raise ValueError(f"{path}: no encoder FULLY_CONNECTED weights found")
+    zeros = sum(int(np.count_nonzero(w == 0)) for w in weights.values())
+    return zeros / sum(w.size for w in weights.values())
+
+
+def gzip_bytes(path: Path) -> int:
+    return len(gzip.compress(Path(path).read_bytes(), compresslevel=9))

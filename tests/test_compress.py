@@ -1,0 +1,106 @@
+"""Distillation loss, TF-MOT pruning and QAT on the tiny model, and a Lambda-free graph check."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from converter.checkpoint import build_from_checkpoint
+from converter.config import DistillConfig, ExportConfig, FinetuneConfig, PruneConfig, QatConfig
+from converter.distill import DistillationLoss, init_student, student_config, teacher_layer_map
+from converter.export import export_tflite, tflite_logits
+from converter.prune import kernel_sparsity, prune, prune_targets
+from converter.qat import qat
+from converter.tflite_stats import encoder_sparsity, encoder_weights
+from tests.helpers import TINY_BERT
+
+FORBIDDEN = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
+QUICK = FinetuneConfig(epochs=2, batch_size=8, learning_rate=1e-3, warmup_fraction=0.0)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model, cfg, _, _ = build_from_checkpoint(str(TINY_BERT), 7)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, 40, (48, 7)).astype(np.int32)
+    ids[:, 0], ids[:24, 5:] = 2, 0
+    mask = (ids > 0).astype(np.int32)
+    labels = rng.integers(0, 3, 48).astype(np.int32)
+    return model, cfg, ([ids, mask], labels), ([ids[:8], mask[:8]], labels[:8])
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_kd_loss_matches_hand_computation():
+    student = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]], np.float32)
+    teacher = np.array([[1.0, 1.5, -0.5], [-2.0, 0.0, 2.0]], np.float32)
+    labels = np.array([0, 2])
+    alpha, t = 0.3, 4.0
+    ce = -np.log(_softmax(student)[[0, 1], labels])
+    p, q = _softmax(teacher / t), _softmax(student / t)
+    kl = (p * (np.log(p) - np.log(q))).sum(-1)
+    expected = np.mean(alpha * ce + (1 - alpha) * t * t * kl)
+    y_true = np.concatenate([labels[:, None], teacher], axis=1).astype(np.float32)
+    got = float(DistillationLoss(alpha, t)(y_true, student))
+    assert got == pytest.approx(expected, rel=1e-5)
+    plain = tf.keras.losses.sparse_categorical_crossentropy(labels, student, from_logits=True).numpy().mean()
+    assert float(DistillationLoss(1.0, t)(y_true, student)) == pytest.approx(plain, rel=1e-6)
+    same = np.concatenate([labels[:, None], student], axis=1).astype(np.float32)
+    assert float(DistillationLoss(0.0, t)(same, student)) == pytest.approx(0.0, abs=1e-6)
+    assert float(DistillationLoss(0.0, t)(y_true, student)) > 0.1
+
+
+def test_student_starts_from_every_kth_teacher_layer(tiny):
+    teacher, cfg, _, _ = tiny
+    assert teacher_layer_map(6, 3) == [1, 3, 5] and teacher_layer_map(12, 4) == [2, 5, 8, 11]
+    student_cfg = student_config(cfg, DistillConfig(num_layers=1))
+    student = init_student(teacher, cfg, student_cfg)
+    assert len([w for w in student.weights]) < len(teacher.weights)
+    np.testing.assert_array_equal(student.get_layer("layer_0_ffn_in").kernel.numpy(),
+                                  teacher.get_layer("layer_1_ffn_in").kernel.numpy())
+    np.testing.assert_array_equal(student.get_layer("classifier").kernel.numpy(), teacher.get_layer("classifier").kernel.numpy())
+    narrow = init_student(teacher, cfg, student_config(cfg, DistillConfig(num_layers=1, hidden_size=6, num_heads=2,
+                                                                         intermediate_size=10)))
+    assert narrow.get_layer("layer_0_ffn_in").kernel.shape == (6, 10)
+
+
+def test_pruning_reaches_target_and_survives_export(tiny, tmp_path):
+    model, _, train, dev = tiny
+    cfg = PruneConfig(target_sparsity=0.7, frequency=1, end_fraction=0.5, train=QUICK)
+    pruned, state = prune(model, train, dev, cfg, tmp_path / "prune")
+    names = prune_targets(pruned, cfg)
+    assert len(names) == 12 and all(abs(s - 0.7) <= 0.01 for s in kernel_sparsity(pruned, names).values())
+    assert kernel_sparsity(model, names)["layer_0_ffn_in"] == 0.0  # the original is untouched
+    for quantization in ("float32", "dynamic"):
+        path = export_tflite(pruned, 7, quantization, tmp_path / f"{quantization}.tflite")
+        assert len(encoder_weights(path)) == 12
+        assert 0.69 <= encoder_sparsity(path) <= 0.75
+
+
+def test_qat_model_has_fake_quant_and_exports_int8(tiny, tmp_path):
+    model, _, train, dev = tiny
+    quantized, _ = qat(model, train, dev, QatConfig(train=replace(QUICK, epochs=1)), tmp_path / "qat")
+    graph = tf.function(lambda ids, mask: quantized([ids, mask])).get_concrete_function(
+        tf.TensorSpec([1, 7], tf.int32), tf.TensorSpec([1, 7], tf.int32)).graph
+    assert any(op.type.startswith("FakeQuantWithMinMaxVars") for op in graph.get_operations())
+    calibration = {"input_ids": train[0][0][:8], "attention_mask": train[0][1][:8]}
+    path = export_tflite(quantized, 7, "int8", tmp_path / "qat.tflite", calibration, ExportConfig().int8_float_ops)
+    assert {w.dtype for w in encoder_weights(path).values()} == {np.dtype(np.int8)}
+    logits = tflite_logits(path, calibration)
+    keras_logits = quantized.predict([train[0][0][:8], train[0][1][:8]], verbose=0)
+    assert (logits.argmax(-1) == keras_logits.argmax(-1)).mean() >= 0.75
+
+
+def test_no_lambda_layers_in_any_built_model(tiny, tmp_path):
+    model, cfg, train, dev = tiny
+    student = init_student(model, cfg, student_config(cfg, DistillConfig(num_layers=1)))
+    pruned, _ = prune(model, train, dev, PruneConfig(train=replace(QUICK, epochs=1)), tmp_path / "p")
+    quantized, _ = qat(student, train, dev, QatConfig(train=replace(QUICK, epochs=1)), tmp_path / "q")
+    for built in (model, student, pruned, quantized):
+        classes = {layer.__class__.__name__ for layer in built.layers}
+        inner = {layer.layer.__class__.__name__ for layer in built.layers if hasattr(layer, "layer")}
+        assert not (classes | inner) & FORBIDDEN, built.name
