@@ -44,3 +44,6 @@ clean: ## remove dist/ and work/ (keeps .venv)
 
 arm-check: install ## verify/classify/eval the bundle's int8 model under emulated aarch64; compare with host
 	$(PY) scripts/arm_check.py --bundle $(OUT) $(ARGS)
+
+bench: install ## benchmark every bundle model (+ seq 128), write benchmarks/results/*.json|md|png
+	$(PY) benchmarks/run_bench.py --bundle $(OUT) $(ARGS)

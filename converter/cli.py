@@ -51,13 +51,20 @@ def convert(
     max_train_examples: Optional[int] = typer.Option(None, help="cap training rows (quick runs)"),
     resume: bool = typer.Option(False, help="continue an interrupted run from work_dir"),
     teacher_only: bool = typer.Option(False, help="skip distillation, QAT and pruning"),
+    student_layers: int = typer.Option(3, help="encoder layers of the distilled student"),
+    compress_epochs: Optional[int] = typer.Option(None, help="epochs of every compression step (quick runs)"),
 ):
     """Fine-tune the teacher, distill, prune, QAT; export every variant, evaluate, write the bundle."""
     from converter.pipeline import format_table, run_convert
 
     cfg = _config(checkpoint, data, out, work_dir, seq_len, epochs=epochs, batch_size=batch_size,
                   learning_rate=learning_rate, max_train_examples=max_train_examples)
-    manifest = _run(run_convert, dataclasses.replace(cfg, compress=not teacher_only), resume)
+    cfg = with_overrides(dataclasses.replace(cfg, compress=not teacher_only), "distill", num_layers=student_layers)
+    if compress_epochs is not None:
+        for section in ("distill", "prune", "qat"):
+            part = getattr(cfg, section)
+            cfg = with_overrides(cfg, section, train=dataclasses.replace(part.train, epochs=compress_epochs))
+    manifest = _run(run_convert, cfg, resume)
     typer.echo(format_table(manifest))
 
 

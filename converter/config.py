@@ -113,6 +113,11 @@ class ExportConfig:
     # teacher and ran 2x slower than this, as those int8 kernels fall outside XNNPACK.
     int8_float_ops: tuple[str, ...] = ("MEAN", "SQUARED_DIFFERENCE", "RSQRT", "ADD", "SUB", "MUL",
                                        "SOFTMAX", "GELU", "BATCH_MATMUL")
+    # 16x8 quantizes everything it has kernels for; SQUARED_DIFFERENCE has no int16 kernel.
+    int16x8_float_ops: tuple[str, ...] = ("SQUARED_DIFFERENCE",)
+
+    def float_ops(self, quantization: str) -> tuple[str, ...]:
+        return {"int8": self.int8_float_ops, "int16x8": self.int16x8_float_ops}.get(quantization, ())
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ def export_variants(model, model_cfg: ModelConfig, prefix: str, ctx: Context, cf
             print(f"{name}: skipped (full integer quantization needs calibration sentences)", flush=True)
             continue
         print(f"{name}: converting ...", flush=True)
-        float_ops = cfg.export.int8_float_ops if quantization == "int8" else ()
+        float_ops = cfg.export.float_ops(quantization)
         path = export_tflite(model, model_cfg.max_seq_len, quantization, export_dir / f"{name}.tflite",
                              calibration, float_ops)
         metrics = {}

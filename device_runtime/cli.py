@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -115,6 +116,36 @@ def cmd_verify(args) -> int:
     return 1 if problems else 0
 
 
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _thread_list(text: str) -> list[int]:
+    return [_count(1)(part) for part in text.split(",") if part.strip()]
+
+
+def cmd_bench(args) -> int:
+    from device_runtime.bench import format_rows, run_bench
+
+    bundle = Bundle(args.bundle)
+    names = [m["name"] for m in bundle.models] if args.model == "all" else [bundle.entry(args.model)["name"]]
+    try:
+        payload = run_bench(Path(args.bundle), names, args.threads, args.runs, args.warmup,
+                            Path(args.json) if args.json else None, Path(args.data) if args.data else None)
+    except KeyboardInterrupt:
+        return 130
+    print(format_rows(payload["results"]))
+    return 0 if all(r.get("status") == "ok" for r in payload["results"]) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m device_runtime", description="Financial sentiment on the device.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,6 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
     ver = sub.add_parser("verify", help="check files, sizes, hashes and input shapes")
     ver.add_argument("--bundle", required=True)
     ver.set_defaults(func=cmd_verify)
+    bench = sub.add_parser("bench", help="latency, throughput and memory per model, each in a fresh process")
+    bench.add_argument("--bundle", required=True)
+    bench.add_argument("--model", default="all", help="a manifest model name, or all")
+    bench.add_argument("--threads", type=_thread_list, default=[1], help="comma-separated, e.g. 1,2,4")
+    bench.add_argument("--runs", type=_count(1), default=100)
+    bench.add_argument("--warmup", type=_count(0), default=10)
+    bench.add_argument("--data", help="text,label table whose sentences drive the end-to-end timing")
+    bench.add_argument("--json", help="write results here (rewritten after every row)")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -1,0 +1,82 @@
+"""PNG plots of a `make bench` report: accuracy vs latency (Pareto front), sizes, threads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def pareto_front(points: list[tuple[float, float, str]]) -> list[str]:
+    """Names not beaten by another point that is both faster (lower x) and more accurate (higher y)."""
+    front, best = [], float("-inf")
+    for x, y, name in sorted(points, key=lambda p: (p[0], -p[1])):
+        if y > best:
+            front.append(name)
+            best = y
+    return front
+
+
+def draw_all(report: dict, stem: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report["rows"] if r.get("status") == "ok" and r.get("accuracy") is not None]
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(9, 6))
+    points = [(r["p50_ms"], r["accuracy"] * 100, r["model"]) for r in rows]
+    front = pareto_front(points)
+    for x, y, name in points:
+        on_front = name in front
+        ax.scatter(x, y, color="tab:red" if on_front else "tab:blue", s=40 if on_front else 20, zorder=3)
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7,
+                    fontweight="bold" if on_front else "normal")
+    front_points = sorted((x, y) for x, y, name in points if name in front)
+    ax.plot([p[0] for p in front_points], [p[1] for p in front_points], "--", color="tab:red", label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel("p50 latency per sentence, ms (1 thread, log scale)")
+    ax.set_ylabel("test accuracy, %")
+    ax.set_title(f"Accuracy vs latency, seq {report['seq_len']} ({report['platform']['machine']})")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    paths.append(_save(fig, stem, "pareto"))
+
+    fig, ax = plt.subplots(figsize=(10, 5))
+    ordered = sorted(rows, key=lambda r: r["bytes"] or 0)
+    xs = range(len(ordered))
+    ax.bar([x - 0.2 for x in xs], [r["bytes"] / 1e6 for r in ordered], width=0.4, label="file")
+    ax.bar([x + 0.2 for x in xs], [(r["gzip_bytes"] or 0) / 1e6 for r in ordered], width=0.4, label="gzip -9")
+    ax.set_xticks(list(xs), [r["model"] for r in ordered], rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("size, MB")
+    ax.set_title("Model file size per variant")
+    ax.legend()
+    ax.grid(True, axis="y", alpha=0.3)
+    paths.append(_save(fig, stem, "size"))
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    by_model: dict[str, list] = {}
+    for r in report["threads"]:
+        if r.get("status") == "ok":
+            by_model.setdefault(r["model"], []).append((r["threads"], r["latency_ms"]["p50"]))
+    for name, values in by_model.items():
+        values.sort()
+        ax.plot([v[0] for v in values], [v[1] for v in values], marker="o", label=name)
+    ax.set_xlabel("interpreter threads")
+    ax.set_ylabel("p50 latency, ms")
+    ax.set_xticks(sorted({t for v in by_model.values() for t, _ in v}))
+    ax.set_title("Latency vs threads")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    paths.append(_save(fig, stem, "threads"))
+    return paths
+
+
+def _save(fig, stem: Path, kind: str) -> Path:
+    path = Path(f"{stem}-{kind}.png")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path

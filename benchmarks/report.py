@@ -1,0 +1,51 @@
+"""The Markdown report of a `make bench` run."""
+
+from __future__ import annotations
+
+
+def _num(value, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def variant_table(rows: list[dict]) -> list[str]:
+    lines = ["| variant | MB | gzip MB | sparsity | accuracy | AllAgree acc | p50 ms | p90 ms | end-to-end p50 ms "
+             "| peak MB | speed-up vs teacher-float32 |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: r.get("p50_ms") or 1e9):
+        if r.get("status") != "ok":
+            lines.append(f"| {r['model']} | | | | | | failed: {r.get('error', '?')} | | | | |")
+            continue
+        lines.append(
+            f"| {r['model']} | {_num(r['bytes'] and r['bytes'] / 1e6, '.2f')} | "
+            f"{_num(r['gzip_bytes'] and r['gzip_bytes'] / 1e6, '.2f')} | {_num(r['sparsity'], '.3f')} | "
+            f"{_num(r['accuracy'], '.4f')} | {_num(r['allagree_accuracy'], '.4f')} | {r['p50_ms']:.2f} | "
+            f"{r['p90_ms']:.2f} | {r['e2e_p50_ms']:.2f} | {_num(r['peak_memory_mb'], '.0f')} | "
+            f"{_num(r['speedup_vs_teacher_float32'], '.2f')}x |")
+    return lines
+
+
+def simple_table(results: list[dict], title: str) -> list[str]:
+    lines = [f"### {title}", "", "| model | seq | threads | p50 ms | p90 ms | end-to-end p50 ms | sent/s | peak MB |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        if r.get("status") != "ok":
+            lines.append(f"| {r['model']} | | {r['threads']} | failed: {r.get('error', '?')} | | | | |")
+            continue
+        lines.append(f"| {r['model']} | {r['seq_len']} | {r['threads']} | {r['latency_ms']['p50']:.2f} | "
+                     f"{r['latency_ms']['p90']:.2f} | {r['end_to_end_ms']['p50']:.2f} | {r['throughput_per_s']:.1f} | "
+                     f"{_num(r['peak_memory_mb'], '.0f')} |")
+    return lines + [""]
+
+
+def markdown_report(report: dict, plots: list[str]) -> str:
+    p = report["platform"]
+    lines = [f"# Benchmark: {p['machine']}, {p['cpu']}", "",
+             f"{p['cores']} cores, Python {p['python']}, {p['interpreter']} {p['interpreter_version']}. "
+             f"seq_len {report['seq_len']}, 1 thread, {report['runs']} timed runs after {report['warmup']} warm-up, "
+             f"median over {report['rounds']} alternating rounds; speed-up = median of per-round ratios "
+             f"against teacher-float32. Accuracy from the bundle manifest (canonical test split).", ""]
+    lines += variant_table(report["rows"]) + [""]
+    lines += simple_table(report["threads"], "Latency vs threads")
+    if report.get("long"):
+        lines += simple_table(report["long"]["results"], "Longer sequences")
+    lines += [f"![{name}]({name})" for name in plots]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,45 @@
+"""The converter CLI: --help, and one tiny end-to-end convert into tmp_path."""
+
+import json
+
+from typer.testing import CliRunner
+
+from converter.cli import app
+from converter.tflite_stats import encoder_sparsity
+from tests.helpers import TINY_BERT, write_split
+
+runner = CliRunner()
+
+
+def test_help_lists_every_step():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("convert", "export", "distill", "prune", "qat"):
+        assert command in result.output
+
+
+def test_tiny_convert_end_to_end(tmp_path):
+    data = write_split(tmp_path / "data")
+    result = runner.invoke(app, ["convert", "--checkpoint", str(TINY_BERT), "--data", str(data), "--out",
+                                 str(tmp_path / "dist"), "--work-dir", str(tmp_path / "work"), "--seq-len", "7",
+                                 "--epochs", "1", "--batch-size", "4", "--student-layers", "1", "--compress-epochs", "1"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "dist" / "manifest.json").read_text())
+    names = [m["name"] for m in manifest["models"]]
+    for name in ("teacher-float32", "teacher-dynamic", "teacher-float16", "teacher-int8", "student-float32",
+                 "student-dynamic", "student-float16", "student-int8", "student-int16x8", "student-qat-int8",
+                 "teacher-pruned50-dynamic", "teacher-pruned50-int8", "student-pruned50-int8",
+                 "student-pruned50-pqat-int8"):
+        assert name in names and name in result.output
+    by_name = {m["name"]: m for m in manifest["models"]}
+    assert by_name["student-int8"]["arch"]["layers"] == 1 and by_name["teacher-int8"]["arch"]["layers"] == 2
+    pruned = by_name["teacher-pruned50-dynamic"]  # one step is too few to prune: test_compress covers sparsity
+    assert pruned["sparsity"] == round(encoder_sparsity(tmp_path / "dist" / pruned["file"]), 4)
+    assert all({"sparsity", "gzip_bytes", "sha256", "metrics"} <= set(m) for m in manifest["models"])
+    report = json.loads((tmp_path / "work" / "report.json").read_text())
+    assert {"distilled", "hard_labels"} <= set(report["distillation"])
+
+
+def test_missing_checkpoint_is_one_line_error(tmp_path):
+    result = runner.invoke(app, ["convert", "--checkpoint", str(tmp_path / "none"), "--data", str(write_split(tmp_path / "d"))])
+    assert result.exit_code == 1 and "checkpoint folder not found" in result.output
