@@ -8,23 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from converter import pipeline
 from device_runtime import cli
 from device_runtime.bundle import Bundle
 from device_runtime.interpreter import ModelLoadError, resolve_backend
-from tests.helpers import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("bundle")
-    cfg = tiny_config(tmp)
-    calibration = tmp / "calibration.txt"
-    calibration.write_text("the profit rose\nsales fell by 10 %\nnet sales of the company\n")
-    pipeline.run_export(cfg, ("float32", "int8"), calibration)
-    return tmp / "dist"
 
 
 @pytest.fixture()
