@@ -92,7 +92,7 @@ def distill(
     data: Optional[Path] = typer.Option(None), out: Path = typer.Option(Path("dist")),
     work_dir: Path = typer.Option(Path("work")), seq_len: int = typer.Option(64),
     layers: int = typer.Option(3, help="student encoder layers"),
-    alpha: float = typer.Option(0.5, help="weight of the hard-label loss"), temperature: float = typer.Option(2.0),
+    alpha: float = typer.Option(0.1, help="weight of the hard-label loss"), temperature: float = typer.Option(2.0),
     ablation: bool = typer.Option(True, help="also train on hard labels only (alpha = 1)"),
     resume: bool = typer.Option(False),
 ):

@@ -75,10 +75,10 @@ class DistillConfig:
     hidden_size: int | None = None
     num_heads: int | None = None
     intermediate_size: int | None = None
-    alpha: float = 0.5  # weight of the hard-label cross-entropy
+    alpha: float = 0.1  # weight of the hard-label loss; alpha and T chosen on dev (scripts/distill_sweep.py)
     temperature: float = 2.0
     run_ablation: bool = True  # also train the same student on hard labels only (alpha = 1)
-    train: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(epochs=5, learning_rate=1e-4))
+    train: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(epochs=4, learning_rate=1e-4))
 
 
 @dataclass(frozen=True)
