@@ -25,8 +25,12 @@ def sha256_of(path: Path) -> str:
 
 
 def arch_of(cfg: ModelConfig) -> dict:
-    return {"layers": cfg.num_layers, "hidden": cfg.hidden_size, "heads": cfg.num_heads,
+    arch = {"layers": cfg.num_layers, "hidden": cfg.hidden_size, "heads": cfg.num_heads,
             "intermediate": cfg.intermediate_size, "vocab_size": cfg.vocab_size}
+    if cfg.heads_per_layer or cfg.intermediate_per_layer:  # structured pruning: widths per layer
+        arch.update(heads=[cfg.heads(i) for i in range(cfg.num_layers)],
+                    intermediate=[cfg.intermediate(i) for i in range(cfg.num_layers)])
+    return arch
 
 
 def model_entry(name: str, tflite: Path, quantization: str, cfg: ModelConfig, metrics: dict, **extra) -> dict:
@@ -66,10 +70,14 @@ def write_bundle(out_dir: Path, entries: list[dict], vocab: Path, labels, seq_le
         kept = []
         if previous and previous.get("vocab_sha256") == vocab_sha and previous.get("seq_len") == seq_len:
             names = {e["name"] for e in entries}
-            kept = [dict(e, source=str(out_dir / e["file"])) for e in previous["models"] if e["name"] not in names]
+            kept = [dict(e, source=str(out_dir / e["file"]),
+                         extra_sources={e[k]: str(out_dir / e[k]) for k in e if k.endswith("_file")})
+                    for e in previous["models"] if e["name"] not in names]
         models = []
         for entry in kept + entries:
             entry = dict(entry)
+            for name, extra in entry.pop("extra_sources", {}).items():  # id maps, bucket files
+                shutil.copyfile(extra, staging / name)
             source = Path(entry.pop("source"))
             shutil.copyfile(source, staging / entry["file"])
             entry.update(sha256=sha256_of(staging / entry["file"]), bytes=(staging / entry["file"]).stat().st_size)

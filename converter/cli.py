@@ -132,6 +132,23 @@ def qat(
     typer.echo(format_table(_run(run_step, _config("minilm", data, out, work_dir, seq_len), "qat", "student", resume)))
 
 
+@app.command()
+def slim(
+    data: Optional[Path] = typer.Option(None), out: Path = typer.Option(Path("dist")),
+    work_dir: Path = typer.Option(Path("work")), seq_len: int = typer.Option(64),
+    keep_heads: float = typer.Option(0.5), keep_ffn: float = typer.Option(0.5),
+    extra_text: str = typer.Option("", help="unlabeled text whose frequent ids the compact table keeps"),
+    extra_top_k: int = typer.Option(0), resume: bool = typer.Option(False),
+):
+    """Compact embeddings, structured pruning and length buckets for the distilled student."""
+    from converter.compress import run_step
+    from converter.pipeline import format_table
+
+    cfg = with_overrides(_config("minilm", data, out, work_dir, seq_len), "slim", keep_heads=keep_heads,
+                         keep_ffn=keep_ffn, extra_text=extra_text, extra_top_k=extra_top_k)
+    typer.echo(format_table(_run(run_step, cfg, "slim", "student", resume)))
+
+
 def main():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     app()

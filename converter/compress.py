@@ -97,6 +97,11 @@ def run_compression(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelCon
     student_entries, report["student_pruning"] = run_prune(cfg, ctx, student, student_cfg, "student", calibration,
                                                            quantizations=("int8",), with_pqat=True, resume=resume)
     entries += qat_entries + teacher_entries + student_entries
+    if cfg.slim.enabled:
+        from converter.slim import run_slim
+
+        slim_entries, report["slim"] = run_slim(cfg, ctx, teacher, teacher_cfg, student, student_cfg, calibration, resume)
+        entries += slim_entries
     (Path(cfg.work_dir) / "report.json").write_text(json.dumps(report, indent=2))
     return entries, report
 
@@ -113,6 +118,13 @@ def run_step(cfg: KitConfig, step: str, target: str = "teacher", resume: bool = 
     teacher = load_trained(cfg, teacher_cfg, "teacher")
     if step == "distill":
         entries = run_distill(cfg, ctx, teacher, teacher_cfg, calibration, resume)[2]
+    elif step == "slim":
+        from converter.slim import run_slim
+
+        student_cfg = student_config(teacher_cfg, cfg.distill)
+        entries, report = run_slim(cfg, ctx, teacher, teacher_cfg, load_trained(cfg, student_cfg, "student"),
+                                   student_cfg, calibration, resume)
+        (Path(cfg.work_dir) / "report_slim.json").write_text(json.dumps(report, indent=2))
     else:
         student_cfg = student_config(teacher_cfg, cfg.distill)
         model, model_cfg = ((teacher, teacher_cfg) if target == "teacher" and step == "prune"

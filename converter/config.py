@@ -28,10 +28,19 @@ class ModelConfig:
     # Added to attention scores at padded keys. exp(-30) < 1e-13 hides them as well as
     # BERT's -10000 does in float, but keeps the int8 range of the scores usable.
     mask_bias: float = -30.0
+    # Per-layer widths after structured pruning; empty = num_heads / intermediate_size everywhere.
+    heads_per_layer: tuple[int, ...] = ()
+    intermediate_per_layer: tuple[int, ...] = ()
 
     @property
     def head_size(self) -> int:
         return self.hidden_size // self.num_heads
+
+    def heads(self, i: int) -> int:
+        return self.heads_per_layer[i] if self.heads_per_layer else self.num_heads
+
+    def intermediate(self, i: int) -> int:
+        return self.intermediate_per_layer[i] if self.intermediate_per_layer else self.intermediate_size
 
 
 BERT_BASE = ModelConfig()
@@ -100,6 +109,19 @@ class QatConfig:
 
 
 @dataclass(frozen=True)
+class SlimConfig:
+    """Beyond the usual toolkit: embedding compaction, structured pruning, length buckets."""
+
+    enabled: bool = True
+    keep_heads: float = 0.5  # fraction of attention heads kept per layer
+    keep_ffn: float = 0.5  # fraction of feed-forward neurons kept per layer
+    extra_text: str = ""  # optional unlabeled text file: its most frequent ids are kept too
+    extra_top_k: int = 0
+    buckets: tuple[int, ...] = (16, 32, 64, 128)
+    recovery: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(epochs=3, learning_rate=1e-4))
+
+
+@dataclass(frozen=True)
 class ExportConfig:
     """TFLite export: which variants, and how full int8 is calibrated."""
 
@@ -129,6 +151,7 @@ class KitConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     qat: QatConfig = field(default_factory=QatConfig)
+    slim: SlimConfig = field(default_factory=SlimConfig)
     checkpoint: str = "minilm"
     compress: bool = True  # distill, QAT and prune after the teacher (False: teacher only)
     work_dir: str = "work"

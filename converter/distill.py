@@ -86,12 +86,16 @@ def teacher_logits(teacher, inputs: list[np.ndarray], cache: Path) -> np.ndarray
 
 
 def distill(teacher, teacher_cfg: ModelConfig, train: tuple, dev: tuple, cfg: DistillConfig, work_dir: Path,
-            alpha: float | None = None, resume: bool = False):
-    """Train a student on train=(inputs, labels) against the teacher -> (student, its ModelConfig, state)."""
+            alpha: float | None = None, resume: bool = False, student=None, student_cfg: ModelConfig | None = None):
+    """Train a student on train=(inputs, labels) against the teacher -> (student, its ModelConfig, state).
+
+    Without `student`, one is built from cfg and initialised from the teacher's layers.
+    """
     inputs, labels = train
     soft = teacher_logits(teacher, inputs, Path(work_dir).parent / "teacher_train_logits.npy")
-    student_cfg = student_config(teacher_cfg, cfg)
-    student = init_student(teacher, teacher_cfg, student_cfg)
+    if student is None:
+        student_cfg = student_config(teacher_cfg, cfg)
+        student = init_student(teacher, teacher_cfg, student_cfg)
     alpha = cfg.alpha if alpha is None else alpha
     targets = np.concatenate([labels[:, None].astype(np.float32), soft], axis=1)  # (n, 1 + labels)
     student, state = fit_classifier(student, (inputs, targets), dev, cfg.train, work_dir,

@@ -23,11 +23,11 @@ def _dense(units: int, name: str, cfg: ModelConfig, activation=None):
 
 def encoder_block(x, bias, cfg: ModelConfig, i: int):
     """One transformer layer (post-norm, as in BERT). x: (batch, seq, hidden); bias (batch, 1, 1, seq)."""
-    width = cfg.num_heads * cfg.head_size
+    width = cfg.heads(i) * cfg.head_size  # fewer heads after structured pruning
     query = _dense(width, f"layer_{i}_attn_query", cfg)(x)
     key = _dense(width, f"layer_{i}_attn_key", cfg)(x)
     value = _dense(width, f"layer_{i}_attn_value", cfg)(x)
-    context = AttentionCore(cfg.num_heads, cfg.head_size, cfg.dropout_rate,
+    context = AttentionCore(cfg.heads(i), cfg.head_size, cfg.dropout_rate,
                             name=f"layer_{i}_attn_core")([query, key, value, bias])
     attn = _dense(cfg.hidden_size, f"layer_{i}_attn_output", cfg)(context)
     attn = keras.layers.Dropout(cfg.dropout_rate, name=f"layer_{i}_attn_dropout")(attn)
@@ -35,7 +35,7 @@ def encoder_block(x, bias, cfg: ModelConfig, i: int):
     x = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name=f"layer_{i}_attn_norm")(x)
 
     # Exact (erf) GELU, as BERT's "gelu"; a separate layer so Dense stays linear for QAT.
-    hidden = _dense(cfg.intermediate_size, f"layer_{i}_ffn_in", cfg)(x)
+    hidden = _dense(cfg.intermediate(i), f"layer_{i}_ffn_in", cfg)(x)
     hidden = keras.layers.Activation("gelu", name=f"layer_{i}_ffn_gelu")(hidden)
     out = _dense(cfg.hidden_size, f"layer_{i}_ffn_out", cfg)(hidden)
     out = keras.layers.Dropout(cfg.dropout_rate, name=f"layer_{i}_ffn_dropout")(out)

@@ -21,7 +21,7 @@ def measure(bundle: Bundle, name: str, threads: int, runs: int, warmup: int, tex
     start = clock()
     _, model = bundle.load(name, threads)
     init_ns = clock() - start
-    seq_len = int(entry.get("seq_len", bundle.seq_len))
+    seq_len = bundle.seq_len_of(entry)
     encoded = [tokenizer.encode(text, seq_len) for text in texts]
     start = clock()
     model.predict(encoded[0])

@@ -10,6 +10,7 @@ import numpy as np
 
 from device_runtime.interpreter import ModelLoadError, TFLiteModel
 from device_runtime.tokenizer import WordPieceTokenizer
+from device_runtime.variants import BucketedModel, MappedModel
 
 REQUIRED_KEYS = ("labels", "seq_len", "vocab", "vocab_sha256", "do_lower_case", "models")
 REQUIRED_MODEL_KEYS = ("name", "file", "sha256", "bytes", "quantization")
@@ -80,10 +81,34 @@ class Bundle:
                 return entry
         raise BundleError(f"no model {name!r} in {self.folder}; available: {', '.join(m['name'] for m in self.models)}")
 
-    def load(self, name: str | None = None, num_threads: int | None = None) -> tuple[dict, TFLiteModel]:
+    def seq_len_of(self, entry: dict) -> int:
+        """The length texts are encoded at: the longest bucket, else the entry's seq_len."""
+        return max(entry["buckets"]) if entry.get("buckets") else int(entry.get("seq_len", self.seq_len))
+
+    def load(self, name: str | None = None, num_threads: int | None = None):
+        """-> (entry, model): a TFLiteModel, wrapped for length buckets and an id map when present."""
         entry = self.entry(name)
-        seq_len = int(entry.get("seq_len", self.seq_len))
-        return entry, TFLiteModel(self.folder / entry["file"], seq_len=seq_len, num_threads=num_threads)
+        if entry.get("buckets"):
+            files = {int(length): entry[f"bucket_{length}_file"] for length in entry["buckets"]}
+            model = BucketedModel({length: TFLiteModel(self.folder / f, seq_len=length, num_threads=num_threads)
+                                   for length, f in files.items()})
+        else:
+            model = TFLiteModel(self.folder / entry["file"], seq_len=int(entry.get("seq_len", self.seq_len)),
+                                num_threads=num_threads)
+        if entry.get("id_map_file"):
+            model = MappedModel(model, self._id_map(entry))
+        return entry, model
+
+    def _id_map(self, entry: dict) -> np.ndarray:
+        path = self.folder / entry["id_map_file"]
+        if not path.is_file():
+            raise BundleError(f"{path}: id map not found")
+        if sha256_of(path) != entry.get("id_map_sha256"):
+            raise BundleError(f"{path}: sha256 differs from the manifest")
+        mapping = np.load(path, allow_pickle=False)
+        if mapping.shape != (len(self.tokenizer.vocab),):
+            raise BundleError(f"{path}: id map has shape {mapping.shape}, vocab has {len(self.tokenizer.vocab)} ids")
+        return mapping
 
     def verify(self) -> list[str]:
         """Every problem found (empty list: the bundle is sound)."""
@@ -101,7 +126,7 @@ class Bundle:
                 if not (self.folder / entry[key]).is_file():
                     problems.append(f"{entry['name']}: {key} {self.folder / entry[key]} missing")
             try:
-                TFLiteModel(path, seq_len=int(entry.get("seq_len", self.seq_len)))
-            except ModelLoadError as err:
+                self.load(entry["name"])
+            except (ModelLoadError, BundleError) as err:
                 problems.append(f"{entry['name']}: {err}")
         return problems

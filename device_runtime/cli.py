@@ -60,7 +60,7 @@ def predict_texts(bundle: Bundle, model, texts, seq_len: int):
 def cmd_classify(args) -> int:
     bundle = Bundle(args.bundle)
     entry, model = bundle.load(args.model, args.threads)
-    seq_len = int(entry.get("seq_len", bundle.seq_len))
+    seq_len = bundle.seq_len_of(entry)
     texts = _texts(args)
     probs, truncated = predict_texts(bundle, model, texts, seq_len)
     if not args.json:
@@ -82,7 +82,7 @@ def cmd_eval(args) -> int:
     bundle = Bundle(args.bundle)
     entry, model = bundle.load(args.model, args.threads)
     texts, labels, agreement = read_table(args.data, bundle.labels)
-    probs, _ = predict_texts(bundle, model, texts, int(entry.get("seq_len", bundle.seq_len)))
+    probs, _ = predict_texts(bundle, model, texts, bundle.seq_len_of(entry))
     predictions = probs.argmax(-1)
     result = {"model": entry["name"], "data": str(args.data),
               "test": classification_metrics(labels, predictions, len(bundle.labels))}

@@ -29,7 +29,8 @@ def test_tiny_convert_end_to_end(tmp_path):
     for name in ("teacher-float32", "teacher-dynamic", "teacher-float16", "teacher-int8", "student-float32",
                  "student-dynamic", "student-float16", "student-int8", "student-int16x8", "student-qat-int8",
                  "teacher-pruned50-dynamic", "teacher-pruned50-int8", "student-pruned50-int8",
-                 "student-pruned50-pqat-int8"):
+                 "student-pruned50-pqat-int8", "student-compact-int8", "student-structured-int8",
+                 "student-slim-int8"):
         assert name in names and name in result.output
     by_name = {m["name"]: m for m in manifest["models"]}
     assert by_name["student-int8"]["arch"]["layers"] == 1 and by_name["teacher-int8"]["arch"]["layers"] == 2
@@ -38,6 +39,10 @@ def test_tiny_convert_end_to_end(tmp_path):
     assert all({"sparsity", "gzip_bytes", "sha256", "metrics"} <= set(m) for m in manifest["models"])
     report = json.loads((tmp_path / "work" / "report.json").read_text())
     assert {"distilled", "hard_labels"} <= set(report["distillation"])
+    slim = by_name["student-slim-int8"]
+    assert slim["buckets"] == [7, 16] and slim["arch"]["heads"] == [2] and slim["arch"]["intermediate"] == [10]
+    assert report["slim"]["buckets"]["identical_labels"] == 1.0
+    assert (tmp_path / "dist" / slim["id_map_file"]).is_file() and (tmp_path / "dist" / slim["bucket_16_file"]).is_file()
 
 
 def test_missing_checkpoint_is_one_line_error(tmp_path):

@@ -1,0 +1,49 @@
+"""Embedding compaction: keep only the word-embedding rows of token ids the domain uses.
+
+WordPiece segmentation is unchanged (the device still tokenizes with the full vocab.txt); an id
+map sends every full-vocab id to its compact row, unseen ids to the compact [UNK] row."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+
+import numpy as np
+
+from converter.config import ModelConfig
+from converter.model import build_classifier
+
+
+def kept_ids(train_ids: np.ndarray, special_ids, extra_ids=None, extra_top_k: int = 0, min_count: int = 1) -> np.ndarray:
+    """Sorted ids: specials, ids seen >= min_count times in training, and the top-k extra ids."""
+    counts = Counter(train_ids.reshape(-1).tolist())
+    keep = set(special_ids) | {i for i, c in counts.items() if c >= min_count}
+    if extra_ids is not None and extra_top_k:
+        keep |= {i for i, _ in Counter(np.asarray(extra_ids).reshape(-1).tolist()).most_common(extra_top_k)}
+    return np.array(sorted(keep), np.int32)
+
+
+def id_map(kept: np.ndarray, vocab_size: int, unk_id: int) -> np.ndarray:
+    """(vocab_size,) int32: full id -> compact id; ids not kept -> the compact [UNK]."""
+    position = {int(full): compact for compact, full in enumerate(kept)}
+    mapping = np.full(vocab_size, position[unk_id], np.int32)
+    mapping[kept] = np.arange(len(kept), dtype=np.int32)
+    return mapping
+
+
+def compact_model(model, cfg: ModelConfig, kept: np.ndarray):
+    """The same model with a (len(kept), hidden) word-embedding table -> (model, its ModelConfig)."""
+    small_cfg = replace(cfg, vocab_size=len(kept))
+    small = build_classifier(small_cfg, name=model.name)
+    for layer in small.layers:
+        if not layer.weights:
+            continue
+        weights = model.get_layer(layer.name).get_weights()
+        if layer.name == "embeddings_word":
+            weights = [weights[0][kept]]
+        layer.set_weights(weights)
+    return small, small_cfg
+
+
+def map_inputs(inputs: dict[str, np.ndarray], mapping: np.ndarray) -> dict[str, np.ndarray]:
+    return {**inputs, "input_ids": mapping[inputs["input_ids"]]}

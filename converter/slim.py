@@ -1,0 +1,132 @@
+"""Beyond the usual toolkit: compact embeddings, structured pruning and length buckets for the student."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from converter.bundle import model_entry, sha256_of
+from converter.compact import compact_model, id_map, kept_ids, map_inputs
+from converter.config import KitConfig, ModelConfig
+from converter.distill import distill
+from converter.export import export_tflite
+from converter.model import build_classifier
+from converter.pipeline import Context, Split, export_variants, split_metrics
+from converter.tflite_stats import encoder_sparsity, gzip_bytes
+from converter.structured import choose, slice_model
+from converter.tokenize import encode, load_tokenizer
+from device_runtime.interpreter import TFLiteModel
+from device_runtime.tokenizer import SPECIAL_TOKENS, load_vocab
+from device_runtime.variants import BucketedModel
+
+
+def mapped_context(ctx: Context, mapping: np.ndarray) -> Context:
+    splits = {name: Split(split.data, map_inputs(split.inputs, mapping)) for name, split in ctx.splits.items()}
+    return replace(ctx, splits=splits)
+
+
+def compaction(cfg: KitConfig, ctx: Context, work: Path):
+    """-> (kept ids, id map, map file, stats) from the training split (+ optional extra text)."""
+    vocab = load_vocab(ctx.vocab)
+    extra = None
+    if cfg.slim.extra_text:
+        texts = Path(cfg.slim.extra_text).read_text(encoding="utf-8").splitlines()
+        extra = encode(load_tokenizer(ctx.folder), texts, cfg.model.max_seq_len)["input_ids"]
+    kept = kept_ids(ctx.splits["train"].inputs["input_ids"], [vocab[t] for t in SPECIAL_TOKENS], extra,
+                    cfg.slim.extra_top_k)
+    mapping = id_map(kept, len(vocab), vocab["[UNK]"])
+    path = work / "student-compact.idmap.npy"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, mapping.astype(np.int16 if len(kept) < 2**15 else np.int32))
+    test_ids = ctx.splits["test"].inputs["input_ids"]
+    real = test_ids[(test_ids != vocab["[PAD]"]) & (test_ids != vocab["[UNK]"])]
+    stats = {"kept_ids": int(len(kept)), "vocab_size": len(vocab),
+             "test_tokens_to_unk": float(np.mean(mapping[real] == mapping[vocab["[UNK]"]]))}
+    return kept, mapping, path, stats
+
+
+def _map_fields(path: Path, kept) -> dict:
+    return {"id_map_file": path.name, "id_map_sha256": sha256_of(path), "kept_ids": int(len(kept)),
+            "extra_sources": {path.name: str(path)}}
+
+
+def at_length(model, model_cfg: ModelConfig, seq_len: int):
+    """The same weights built at another fixed length (weights do not depend on it)."""
+    other = build_classifier(replace(model_cfg, max_seq_len=seq_len), name=model.name)
+    other.set_weights(model.get_weights())
+    return other
+
+
+def bucket_lengths(buckets, seq_len: int, max_positions: int) -> list[int]:
+    """Configured buckets within the position table, always including the bundle's seq_len."""
+    return sorted({b for b in buckets if b <= max_positions} | {seq_len})
+
+
+def export_buckets(model, model_cfg: ModelConfig, name: str, cfg: KitConfig, ctx: Context, mapping, folder: Path):
+    """One int8 file per bucket length -> ({length: path}, bucketed-vs-longest report)."""
+    tokenizer = load_tokenizer(ctx.folder)
+    calibration = ctx.splits["train"].data.texts[: cfg.export.num_calibration_examples]
+    paths = {}
+    for length in bucket_lengths(cfg.slim.buckets, model_cfg.max_seq_len, model_cfg.max_position_embeddings):
+        cal = map_inputs(encode(tokenizer, calibration, length), mapping)
+        paths[length] = export_tflite(at_length(model, model_cfg, length), length, "int8", folder / f"{name}-{length}.tflite",
+                                      cal, cfg.export.int8_float_ops)
+    longest = max(paths)
+    test = ctx.splits["test"]
+    inputs = map_inputs(encode(tokenizer, test.data.texts, longest), mapping)
+    bucketed = BucketedModel({length: TFLiteModel(path, num_threads=1) for length, path in paths.items()})
+    single = TFLiteModel(paths[longest], num_threads=1)
+    rows = [{k: v[i:i + 1] for k, v in inputs.items()} for i in range(len(test.data))]
+    timings = {}
+    for label, runner in (("longest", single), ("bucketed", bucketed)):
+        start = time.perf_counter()
+        logits = np.concatenate([runner.predict(row) for row in rows])
+        timings[label] = (time.perf_counter() - start, logits)
+    same = float(np.mean(timings["longest"][1].argmax(-1) == timings["bucketed"][1].argmax(-1)))
+    report = {"buckets": list(paths), "identical_labels": same, "longest_s": timings["longest"][0],
+              "bucketed_s": timings["bucketed"][0], "speedup": timings["longest"][0] / timings["bucketed"][0],
+              "metrics": split_metrics(timings["bucketed"][1], Split(test.data, inputs))}
+    return paths, report
+
+
+def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, student, student_cfg: ModelConfig,
+             calibration, resume: bool = False):
+    """student-compact-int8, student-structured-int8, and the bucketed student-slim-int8 -> (entries, report)."""
+    work = Path(cfg.work_dir) / "slim"
+    kept, mapping, map_path, report = compaction(cfg, ctx, work)
+    mctx = mapped_context(ctx, mapping)
+    compact, compact_cfg = compact_model(student, student_cfg, kept)
+    entries = export_variants(compact, compact_cfg, "student-compact", mctx, cfg, ("int8",),
+                              map_inputs(calibration, mapping), **_map_fields(map_path, kept))
+    dev, mdev = ctx.splits["dev"], mctx.splits["dev"]
+    for key, model, split in (("dev_before", student, dev), ("dev_after", compact, mdev)):
+        logits = model.predict(list(split.inputs.values()), batch_size=64, verbose=0)
+        report[key] = split_metrics(logits, split)["test"]  # split_metrics names its first key "test"
+
+    print(f"structured pruning: keep {cfg.slim.keep_heads:.0%} of heads, {cfg.slim.keep_ffn:.0%} of FFN neurons", flush=True)
+    heads, neurons = choose(student, student_cfg, cfg.slim.keep_heads, cfg.slim.keep_ffn)
+    small, small_cfg = slice_model(student, student_cfg, heads, neurons)
+    train = ctx.splits["train"]
+    small, small_cfg, state = distill(
+        teacher, teacher_cfg, (list(train.inputs.values()), train.data.labels),
+        (list(dev.inputs.values()), dev.data.labels), replace(cfg.distill, train=cfg.slim.recovery),
+        Path(cfg.work_dir) / "student_structured", resume=resume, student=small, student_cfg=small_cfg)
+    report["structured"] = {"heads": [len(h) for h in heads], "intermediate": [len(n) for n in neurons],
+                            "best_dev_accuracy": state["best_dev_accuracy"]}
+    entries += export_variants(small, small_cfg, "student-structured", ctx, cfg, ("int8",), calibration)
+
+    slim, slim_cfg = compact_model(small, small_cfg, kept)
+    paths, report["buckets"] = export_buckets(slim, slim_cfg, "student-slim-int8", cfg, mctx, mapping, work)
+    main = paths[cfg.model.max_seq_len]
+    buckets = {f"bucket_{length}_file": path.name for length, path in paths.items()}
+    sources = {path.name: str(path) for path in paths.values()}
+    fields = _map_fields(map_path, kept)
+    fields["extra_sources"].update(sources)
+    entries.append(model_entry("student-slim-int8", main, "int8", slim_cfg, report["buckets"]["metrics"],
+                               buckets=list(paths), float_ops=list(cfg.export.int8_float_ops),
+                               sparsity=round(encoder_sparsity(main), 4), gzip_bytes=gzip_bytes(main),
+                               **buckets, **fields))
+    return entries, report

@@ -1,0 +1,33 @@
+"""Model wrappers for bundle entries with extra files: an id map (compact embeddings) and
+length buckets (one .tflite per fixed length; the smallest that holds the sentence runs)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class MappedModel:
+    """Sends full-vocab input_ids through the entry's id map before the model sees them."""
+
+    def __init__(self, model, id_map: np.ndarray):
+        self.model, self.id_map = model, id_map
+
+    def predict(self, inputs: dict) -> np.ndarray:
+        return self.model.predict({**inputs, "input_ids": self.id_map[np.asarray(inputs["input_ids"])]})
+
+
+class BucketedModel:
+    """models: {seq_len: model}. Inputs come at the longest length and are cut to the bucket."""
+
+    def __init__(self, models: dict[int, object]):
+        self.models = dict(sorted(models.items()))
+        self.max_len = max(self.models)
+        self.last_bucket = None
+
+    def bucket_for(self, num_tokens: int) -> int:
+        return next(length for length in self.models if length >= num_tokens)
+
+    def predict(self, inputs: dict) -> np.ndarray:
+        num_tokens = int(np.asarray(inputs["attention_mask"]).sum())
+        self.last_bucket = self.bucket_for(num_tokens)
+        return self.models[self.last_bucket].predict({k: np.asarray(v)[:, : self.last_bucket] for k, v in inputs.items()})
