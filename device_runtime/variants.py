@@ -30,4 +30,5 @@ class BucketedModel:
     def predict(self, inputs: dict) -> np.ndarray:
         num_tokens = int(np.asarray(inputs["attention_mask"]).sum())
         self.last_bucket = self.bucket_for(num_tokens)
-        return self.models[self.last_bucket].predict({k: np.asarray(v)[:, : self.last_bucket] for k, v in inputs.items()})
+        cut = {k: np.asarray(v)[:, : self.last_bucket] for k, v in inputs.items() if np.ndim(v) == 2}
+        return self.models[self.last_bucket].predict(cut)

@@ -1,0 +1,103 @@
+"""Compact embeddings, structured pruning and length buckets on the tiny model."""
+
+
+import numpy as np
+import pytest
+
+from converter.bundle import model_entry, write_bundle
+from converter.checkpoint import build_from_checkpoint
+from converter.compact import compact_model, id_map, kept_ids, map_inputs
+from converter.export import export_tflite
+from converter.model import encoder_outputs
+from converter.slim import at_length, bucket_lengths
+from converter.structured import choose, slice_model, zero_removed
+from device_runtime.bundle import Bundle
+from device_runtime.tokenizer import load_vocab
+from tests.helpers import TINY_BERT
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model, cfg, _, _ = build_from_checkpoint(str(TINY_BERT), 7)
+    return model, cfg
+
+
+def test_kept_ids_and_map():
+    train = np.array([[2, 6, 7, 3, 0], [2, 6, 9, 3, 0]])
+    kept = kept_ids(train, special_ids=[0, 1, 2, 3, 4])
+    assert kept.tolist() == [0, 1, 2, 3, 4, 6, 7, 9]
+    mapping = id_map(kept, 40, unk_id=1)
+    assert mapping[[0, 6, 9, 8, 39]].tolist() == [0, 5, 7, 1, 1]  # 8 and 39 unseen -> compact [UNK]
+    assert kept_ids(train, [0, 1], min_count=2).tolist() == [0, 1, 2, 3, 6]
+    assert kept_ids(train, [0], extra_ids=np.array([[11, 11, 12]]), extra_top_k=1).tolist() == [0, 2, 3, 6, 7, 9, 11]
+
+
+def test_id_map_is_applied_identically_on_host_and_device(tiny, tmp_path):
+    model, cfg = tiny
+    vocab = load_vocab(TINY_BERT / "vocab.txt")
+    kept = kept_ids(np.array([[2, 3, 6, 7, 9, 10]]), [0, 1, 2, 3, 4])
+    mapping = id_map(kept, 40, vocab["[UNK]"])
+    compact, compact_cfg = compact_model(model, cfg, kept)
+    path = export_tflite(compact, 7, "float32", tmp_path / "compact.tflite")
+    map_path = tmp_path / "m.idmap.npy"
+    np.save(map_path, mapping.astype(np.int16))
+    entry = model_entry("compact", path, "float32", compact_cfg, {}, id_map_file=map_path.name,
+                        id_map_sha256=__import__("hashlib").sha256(map_path.read_bytes()).hexdigest(),
+                        kept_ids=len(kept), extra_sources={map_path.name: str(map_path)})
+    write_bundle(tmp_path / "dist", [entry], TINY_BERT / "vocab.txt", ["negative", "neutral", "positive"], 7, True)
+    bundle = Bundle(tmp_path / "dist")
+    text = "the profit fell by 10 %"  # 'fell', 'by', '%' ... are not kept
+    enc = bundle.tokenizer.encode(text, 7)
+    assert (mapping[enc["input_ids"]] == mapping[1]).sum() >= 2
+    _, device_model = bundle.load("compact")
+    host = compact([mapping[enc["input_ids"]], enc["attention_mask"]]).numpy()
+    np.testing.assert_allclose(device_model.predict(enc), host, atol=1e-5)
+    full_with_unk = np.where(np.isin(enc["input_ids"], kept), enc["input_ids"], vocab["[UNK]"])
+    np.testing.assert_allclose(model([full_with_unk, enc["attention_mask"]]).numpy(), host, atol=1e-5)
+
+
+def test_structured_pruning_equals_zeroed_heads_and_neurons(tiny):
+    model, cfg = tiny
+    heads, neurons = choose(model, cfg, keep_heads=0.67, keep_ffn=0.5)
+    assert [len(h) for h in heads] == [2, 2] and [len(n) for n in neurons] == [10, 10]
+    small, small_cfg = slice_model(model, cfg, heads, neurons)
+    assert small.get_layer("layer_0_attn_query").kernel.shape == (12, 8)
+    assert small.get_layer("layer_1_ffn_out").kernel.shape == (10, 12)
+    zeroed = build_from_checkpoint(str(TINY_BERT), 7)[0]
+    zero_removed(zeroed, cfg, heads, neurons)
+    ref = np.load(TINY_BERT.parent / "tiny_reference.npz")
+    inputs = [ref["input_ids"], ref["attention_mask"]]
+    small_hidden = encoder_outputs(small, 2)(inputs)[0].numpy()
+    np.testing.assert_allclose(small_hidden, encoder_outputs(zeroed, 2)(inputs)[0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(small(inputs).numpy(), zeroed(inputs).numpy(), atol=1e-6)
+    assert not np.allclose(small(inputs).numpy(), model(inputs).numpy(), atol=1e-4)  # pruning did change it
+
+
+def test_bucket_lengths():
+    assert bucket_lengths((16, 32, 64, 128), 64, 512) == [16, 32, 64, 128]
+    assert bucket_lengths((16, 32, 64, 128), 7, 16) == [7, 16]
+    assert bucket_lengths((16, 128), 48, 512) == [16, 48, 128]
+
+
+def test_buckets_give_the_longest_bucket_labels_and_verify_checks_extra_files(tiny, tmp_path, capsys):
+    from device_runtime import cli
+
+    model, cfg = tiny
+    paths = {length: export_tflite(at_length(model, cfg, length), length, "float32", tmp_path / f"b{length}.tflite")
+             for length in (4, 7, 16)}
+    buckets = {f"bucket_{length}_file": p.name for length, p in paths.items()}
+    entry = model_entry("bucketed", paths[7], "float32", cfg, {}, buckets=[4, 7, 16], **buckets,
+                        extra_sources={p.name: str(p) for p in paths.values()})
+    write_bundle(tmp_path / "dist", [entry], TINY_BERT / "vocab.txt", ["negative", "neutral", "positive"], 7, True)
+    bundle = Bundle(tmp_path / "dist")
+    _, bucketed = bundle.load("bucketed")
+    _, longest = Bundle(tmp_path / "dist").load("bucketed")
+    for text, bucket in (("profit", 4), ("the profit rose", 7), ("the profit rose by 10 % in the year", 16)):
+        enc = bundle.tokenizer.encode(text, 16)
+        logits = bucketed.predict(enc)
+        assert bucketed.last_bucket == bucket
+        np.testing.assert_allclose(logits, longest.models[16].predict(enc), atol=1e-5)
+    assert cli.main(["verify", "--bundle", str(tmp_path / "dist")]) == 0
+    (tmp_path / "dist" / "b16.tflite").unlink()
+    assert cli.main(["verify", "--bundle", str(tmp_path / "dist")]) == 1
+    assert "bucket_16_file" in capsys.readouterr().out
