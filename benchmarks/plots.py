@@ -8,7 +8,7 @@ from pathlib import Path
 def pareto_front(points: list[tuple[float, float, str]]) -> list[str]:
     """Names not beaten by another point that is both faster (lower x) and more accurate (higher y)."""
     front, best = [], float("-inf")
-    for x, y, name in sorted(points, key=lambda p: (p[0], -p[1])):
+    for _x, y, name in sorted(points, key=lambda p: (p[0], -p[1])):
         if y > best:
             front.append(name)
             best = y

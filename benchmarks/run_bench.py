@@ -48,7 +48,7 @@ def median_rows(rounds: list[list[dict]]) -> list[dict]:
             if base:
                 entry["speedup"].append(base["latency_ms"]["p50"] / row["latency_ms"]["p50"])
     out = []
-    for name, entry in merged.items():
+    for _name, entry in merged.items():
         row = dict(entry["row"])
         if entry["p50"]:
             row.update(p50_ms=statistics.median(entry["p50"]), p90_ms=statistics.median(entry["p90"]),

@@ -75,7 +75,8 @@ def resolve_checkpoint(spec: str) -> Path:
 
 
 def _download(hub_id: str) -> Path:
-    hint = f"could not download '{hub_id}' (offline?): pass a local folder with config.json and model.safetensors or tf_model.h5 via --checkpoint DIR"
+    hint = (f"could not download '{hub_id}' (offline?): pass a local folder with config.json and "
+            "model.safetensors or tf_model.h5 via --checkpoint DIR")
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         raise CheckpointError(hint)
     try:

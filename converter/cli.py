@@ -7,16 +7,16 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from converter.config import KitConfig, with_overrides
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Host converter: HF BERT -> fine-tuned, compressed TFLite bundle.")
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Host converter: HF BERT -> fine-tuned, compressed TFLite bundle.")
 
 
-def _config(checkpoint: str, data: Optional[Path], out: Path, work_dir: Path, seq_len: int, **finetune) -> KitConfig:
+def _config(checkpoint: str, data: Path | None, out: Path, work_dir: Path, seq_len: int, **finetune) -> KitConfig:
     cfg = KitConfig(checkpoint=checkpoint, out_dir=str(out), work_dir=str(work_dir))
     cfg = with_overrides(cfg, "model", max_seq_len=seq_len)
     if data is not None:
@@ -42,17 +42,17 @@ def _run(job, *args):
 @app.command()
 def convert(
     checkpoint: str = typer.Option("minilm", help="'minilm' (packaged), a local HF folder, or a hub id"),
-    data: Optional[Path] = typer.Option(None, help="split folder ({train,dev,test}.tsv) or FPB release folder"),
+    data: Path | None = typer.Option(None, help="split folder ({train,dev,test}.tsv) or FPB release folder"),
     out: Path = typer.Option(Path("dist"), help="bundle folder"),
     work_dir: Path = typer.Option(Path("work"), help="checkpoints and intermediate files"),
     seq_len: int = typer.Option(64, help="fixed sequence length of the exported models"),
-    epochs: Optional[int] = typer.Option(None), batch_size: Optional[int] = typer.Option(None),
-    learning_rate: Optional[float] = typer.Option(None),
-    max_train_examples: Optional[int] = typer.Option(None, help="cap training rows (quick runs)"),
+    epochs: int | None = typer.Option(None), batch_size: int | None = typer.Option(None),
+    learning_rate: float | None = typer.Option(None),
+    max_train_examples: int | None = typer.Option(None, help="cap training rows (quick runs)"),
     resume: bool = typer.Option(False, help="continue an interrupted run from work_dir"),
     teacher_only: bool = typer.Option(False, help="skip distillation, QAT and pruning"),
     student_layers: int = typer.Option(3, help="encoder layers of the distilled student"),
-    compress_epochs: Optional[int] = typer.Option(None, help="epochs of every compression step (quick runs)"),
+    compress_epochs: int | None = typer.Option(None, help="epochs of every compression step (quick runs)"),
 ):
     """Fine-tune the teacher, distill, prune, QAT; export every variant, evaluate, write the bundle."""
     from converter.pipeline import format_table, run_convert
@@ -74,8 +74,8 @@ def export(
     out: Path = typer.Option(Path("dist"), help="bundle folder"),
     seq_len: int = typer.Option(64),
     quantization: str = typer.Option("float32,dynamic,float16,int8", help="comma-separated list"),
-    calibration_data: Optional[Path] = typer.Option(None, help="sentences for full int8 (.tsv/.csv or one per line)"),
-    data: Optional[Path] = typer.Option(None, help="split folder whose test.tsv scores each file"),
+    calibration_data: Path | None = typer.Option(None, help="sentences for full int8 (.tsv/.csv or one per line)"),
+    data: Path | None = typer.Option(None, help="split folder whose test.tsv scores each file"),
     work_dir: Path = typer.Option(Path("work")),
 ):
     """Export an already fine-tuned checkpoint without training."""
@@ -89,7 +89,7 @@ def export(
 
 @app.command()
 def distill(
-    data: Optional[Path] = typer.Option(None), out: Path = typer.Option(Path("dist")),
+    data: Path | None = typer.Option(None), out: Path = typer.Option(Path("dist")),
     work_dir: Path = typer.Option(Path("work")), seq_len: int = typer.Option(64),
     layers: int = typer.Option(3, help="student encoder layers"),
     alpha: float = typer.Option(0.1, help="weight of the hard-label loss"), temperature: float = typer.Option(2.0),
@@ -107,7 +107,7 @@ def distill(
 
 @app.command()
 def prune(
-    data: Optional[Path] = typer.Option(None), out: Path = typer.Option(Path("dist")),
+    data: Path | None = typer.Option(None), out: Path = typer.Option(Path("dist")),
     work_dir: Path = typer.Option(Path("work")), seq_len: int = typer.Option(64),
     model: str = typer.Option("teacher", help="teacher or student"),
     target_sparsity: float = typer.Option(0.5, help="0.5, 0.7 or 0.9"), resume: bool = typer.Option(False),
@@ -122,7 +122,7 @@ def prune(
 
 @app.command()
 def qat(
-    data: Optional[Path] = typer.Option(None), out: Path = typer.Option(Path("dist")),
+    data: Path | None = typer.Option(None), out: Path = typer.Option(Path("dist")),
     work_dir: Path = typer.Option(Path("work")), seq_len: int = typer.Option(64), resume: bool = typer.Option(False),
 ):
     """Quantization-aware fine-tune of the distilled student, exported as full int8."""
@@ -134,7 +134,7 @@ def qat(
 
 @app.command()
 def slim(
-    data: Optional[Path] = typer.Option(None), out: Path = typer.Option(Path("dist")),
+    data: Path | None = typer.Option(None), out: Path = typer.Option(Path("dist")),
     work_dir: Path = typer.Option(Path("work")), seq_len: int = typer.Option(64),
     keep_heads: float = typer.Option(0.5), keep_ffn: float = typer.Option(0.5),
     extra_text: str = typer.Option("", help="unlabeled text whose frequent ids the compact table keeps"),

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import tf_keras as keras
 import tensorflow_model_optimization as tfmot
+import tf_keras as keras
 
 from converter.config import QatConfig
 from converter.finetune import fit_classifier

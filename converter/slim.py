@@ -15,8 +15,8 @@ from converter.distill import distill
 from converter.export import export_tflite
 from converter.model import build_classifier
 from converter.pipeline import Context, Split, export_variants, split_metrics
-from converter.tflite_stats import encoder_sparsity, gzip_bytes
 from converter.structured import choose, slice_model
+from converter.tflite_stats import encoder_sparsity, gzip_bytes
 from converter.tokenize import encode, load_tokenizer
 from device_runtime.interpreter import TFLiteModel
 from device_runtime.tokenizer import SPECIAL_TOKENS, load_vocab

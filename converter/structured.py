@@ -61,7 +61,7 @@ def slice_model(model, cfg: ModelConfig, heads: list, neurons: list):
         small.get_layer(f"layer_{i}_ffn_in").set_weights([kernel[:, neurons[i]], bias[neurons[i]]])
         kernel, bias = model.get_layer(f"layer_{i}_ffn_out").get_weights()
         small.get_layer(f"layer_{i}_ffn_out").set_weights([kernel[neurons[i]], bias])
-        sliced |= {f"layer_{i}_attn_{p}" for p in ("query", "key", "value", "output")} | {f"layer_{i}_ffn_in", f"layer_{i}_ffn_out"}
+        sliced |= {f"layer_{i}_{part}" for part in ("attn_query", "attn_key", "attn_value", "attn_output", "ffn_in", "ffn_out")}
     for layer in small.layers:  # everything else (embeddings, norms, pooler, head) copies as is
         if layer.weights and layer.name not in sliced:
             layer.set_weights(model.get_layer(layer.name).get_weights())

@@ -90,7 +90,8 @@ def test_unexpected_tensor_is_named(tiny):
 def test_shape_mismatch_names_both_shapes(tiny):
     model, cfg, tensors = tiny
     bad = {**tensors, "encoder.layer.0.intermediate.dense.weight": np.zeros((21, 12), np.float32)}
-    with pytest.raises(ck.CheckpointError, match=r"encoder\.layer\.0\.intermediate\.dense\.weight \(21, 12\).*expects \(12, 20\)"):
+    message = r"encoder\.layer\.0\.intermediate\.dense\.weight \(21, 12\).*expects \(12, 20\)"
+    with pytest.raises(ck.CheckpointError, match=message):
         ck.load_hf_weights(model, bad, cfg.num_layers)
 
 

@@ -105,5 +105,6 @@ def test_export_without_calibration_skips_int8_and_writes_manifest(tmp_path, cap
     assert on_disk == manifest
     entry = manifest["models"][0]
     assert entry["arch"] == {"layers": 2, "hidden": 12, "heads": 3, "intermediate": 20, "vocab_size": 40}
-    assert set(entry["metrics"]) == {"test", "test_allagree"} and entry["bytes"] == (tmp_path / "dist" / entry["file"]).stat().st_size
+    assert set(entry["metrics"]) == {"test", "test_allagree"}
+    assert entry["bytes"] == (tmp_path / "dist" / entry["file"]).stat().st_size
     assert manifest["labels"] == ["negative", "neutral", "positive"] and manifest["seq_len"] == 7

@@ -6,7 +6,7 @@ import pytest
 
 from converter.bundle import model_entry, write_bundle
 from converter.checkpoint import build_from_checkpoint
-from converter.compact import compact_model, id_map, kept_ids, map_inputs
+from converter.compact import compact_model, id_map, kept_ids
 from converter.export import export_tflite
 from converter.model import encoder_outputs
 from converter.slim import at_length, bucket_lengths
