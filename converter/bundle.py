@@ -4,24 +4,16 @@ A failed run leaves the previous bundle exactly as it was; a manifest never name
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
 
 from converter.config import ModelConfig
+from device_runtime.bundle import sha256_of
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def arch_of(cfg: ModelConfig) -> dict:

@@ -47,13 +47,13 @@ def main() -> int:
 
     machine = subprocess.run([*arm, "-c", "import platform; print(platform.machine())"], capture_output=True,
                              text=True, env={**os.environ, "ARM64_WHEELS": WHEELS}).stdout.strip()
-    print(f"emulated machine: {machine}")
+    print(f"emulated machine: {machine}", flush=True)
     verify = device(arm, "verify", "--bundle", args.bundle)
-    print(verify.stdout.strip() or verify.stderr.strip())
+    print(verify.stdout.strip() or verify.stderr.strip(), flush=True)
     sample = device(arm, "classify", "--bundle", args.bundle, "--model", model, *SAMPLES)
-    print(sample.stdout.strip() or sample.stderr.strip())
+    print(sample.stdout.strip() or sample.stderr.strip(), flush=True)
     evaluation = device(arm, "eval", "--bundle", args.bundle, "--model", model, "--data", args.data)
-    print(evaluation.stdout.strip() or evaluation.stderr.strip())
+    print(evaluation.stdout.strip() or evaluation.stderr.strip(), flush=True)
 
     lines = Path(args.data).read_text(encoding="utf-8").splitlines()[1:]
     texts = [line.split("\t")[0] for line in lines][: args.limit or None]
