@@ -7,9 +7,11 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from converter import checkpoint as ck
 from converter.config import KitConfig, ModelConfig
-from converter.distill import distill, student_config
+from converter.distill import DistillationLoss, distill, student_config, teacher_logits
 from converter.model import build_classifier
 from converter.pipeline import Context, export_variants, split_metrics
 from converter.prune import prune
@@ -61,10 +63,19 @@ def run_distill(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig,
     return student, student_cfg, entries, report
 
 
-def run_qat(cfg: KitConfig, ctx: Context, student, student_cfg: ModelConfig, calibration, resume=False):
+def distillation_targets(cfg: KitConfig, teacher, train: tuple):
+    """(inputs, [label | teacher logits]) and the distillation loss, for fine-tunes after distill."""
+    inputs, labels = train
+    soft = teacher_logits(teacher, inputs, Path(cfg.work_dir) / "teacher_train_logits.npy")
+    targets = np.concatenate([labels[:, None].astype(np.float32), soft], axis=1)
+    return (inputs, targets), DistillationLoss(cfg.distill.alpha, cfg.distill.temperature)
+
+
+def run_qat(cfg: KitConfig, ctx: Context, student, student_cfg: ModelConfig, calibration, teacher, resume=False):
     train, dev = _data(ctx)
-    print("quantization-aware training of the student", flush=True)
-    model, state = qat(student, train, dev, cfg.qat, Path(cfg.work_dir) / "student_qat", resume=resume)
+    print("quantization-aware training of the student (distillation loss from the teacher)", flush=True)
+    train, loss = distillation_targets(cfg, teacher, train)
+    model, state = qat(student, train, dev, cfg.qat, Path(cfg.work_dir) / "student_qat", resume=resume, loss=loss)
     entries = export_variants(model, student_cfg, "student-qat", ctx, cfg, ("int8",), calibration)
     return entries, {"best_dev_accuracy": state["best_dev_accuracy"]}
 
@@ -91,7 +102,7 @@ def run_compression(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelCon
     """All compression steps in order -> (entries, report); the report lands in work_dir/report.json."""
     student, student_cfg, entries, report = run_distill(cfg, ctx, teacher, teacher_cfg, calibration, resume)
     report = {"distillation": report}
-    qat_entries, report["qat"] = run_qat(cfg, ctx, student, student_cfg, calibration, resume)
+    qat_entries, report["qat"] = run_qat(cfg, ctx, student, student_cfg, calibration, teacher, resume)
     teacher_entries, report["teacher_pruning"] = run_prune(cfg, ctx, teacher, teacher_cfg, "teacher", calibration,
                                                            resume=resume)
     student_entries, report["student_pruning"] = run_prune(cfg, ctx, student, student_cfg, "student", calibration,
@@ -130,7 +141,7 @@ def run_step(cfg: KitConfig, step: str, target: str = "teacher", resume: bool = 
         model, model_cfg = ((teacher, teacher_cfg) if target == "teacher" and step == "prune"
                             else (load_trained(cfg, student_cfg, "student"), student_cfg))
         if step == "qat":
-            entries = run_qat(cfg, ctx, model, model_cfg, calibration, resume)[0]
+            entries = run_qat(cfg, ctx, model, model_cfg, calibration, teacher, resume)[0]
         elif step == "prune":
             entries = run_prune(cfg, ctx, model, model_cfg, target, calibration, with_pqat=target == "student",
                                 quantizations=("dynamic", "int8") if target == "teacher" else ("int8",), resume=resume)[0]

@@ -71,8 +71,11 @@ def quantize_model(model, preserve_sparsity: bool = False) -> keras.Model:
 
 
 def qat(model, train: tuple, dev: tuple, cfg: QatConfig, work_dir: Path, preserve_sparsity: bool = False,
-        resume: bool = False):
-    """A short quantization-aware fine-tune -> (QAT model with fake-quant ops, state)."""
+        resume: bool = False, loss=None):
+    """A short quantization-aware fine-tune -> (QAT model with fake-quant ops, state).
+
+    `loss` (with matching targets in `train`) lets the student keep learning from the teacher.
+    """
     quantized = quantize_model(model, preserve_sparsity)
     with quantize.quantize_scope():
-        return fit_classifier(quantized, train, dev, cfg.train, work_dir, resume=resume)
+        return fit_classifier(quantized, train, dev, cfg.train, work_dir, resume=resume, loss=loss)
