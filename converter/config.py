@@ -95,7 +95,7 @@ class PruneConfig:
     """TF-MOT magnitude pruning of every encoder Dense kernel (polynomial decay)."""
 
     target_sparsity: float = 0.5
-    prune_embeddings: bool = False
+    prune_embeddings: bool = True  # the word table is half the file: pruning it is what gzip can use
     end_fraction: float = 0.6  # the schedule reaches the target after this share of the steps
     frequency: int = 10
     train: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(epochs=3, learning_rate=3e-5, warmup_fraction=0.0))
