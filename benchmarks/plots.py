@@ -27,10 +27,14 @@ def draw_all(report: dict, stem: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(9, 6))
     points = [(r["p50_ms"], r["accuracy"] * 100, r["model"]) for r in rows]
     front = pareto_front(points)
+    placed: list[tuple[float, float]] = []
     for x, y, name in points:
         on_front = name in front
         ax.scatter(x, y, color="tab:red" if on_front else "tab:blue", s=40 if on_front else 20, zorder=3)
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7,
+        # Stack the labels of points that (nearly) coincide, e.g. float32 and float16 twins.
+        near = sum(1 for px, py in placed if abs(px / x - 1) < 0.12 and abs(py - y) < 0.25)
+        placed.append((x, y))
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4 - 10 * near), fontsize=7,
                     fontweight="bold" if on_front else "normal")
     front_points = sorted((x, y) for x, y, name in points if name in front)
     ax.plot([p[0] for p in front_points], [p[1] for p in front_points], "--", color="tab:red", label="Pareto front")
