@@ -57,10 +57,10 @@ def convert(model, seq_len: int, quantization: str, calibration: dict[str, np.nd
         converter.target_spec.supported_ops = [
             ops.TFLITE_BUILTINS_INT8 if quantization == "int8"
             else ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-        if quantization == "int16x8":  # no 16x8 kernel for CAST (the mask): that op stays float
+        # Float islands need float builtins; so does 16x8, which has no kernel for the mask's CAST.
+        if float_ops or quantization == "int16x8":
             converter.target_spec.supported_ops.append(ops.TFLITE_BUILTINS)
         if float_ops:
-            converter.target_spec.supported_ops.append(ops.TFLITE_BUILTINS)
             options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(float_ops))
             debugger = tf.lite.experimental.QuantizationDebugger(
                 converter=converter, debug_dataset=_representative(calibration), debug_options=options)
