@@ -7,11 +7,9 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from converter import checkpoint as ck
 from converter.config import KitConfig, ModelConfig
-from converter.distill import DistillationLoss, distill, student_config, teacher_logits
+from converter.distill import DistillationLoss, distill, pack_targets, student_config, teacher_logits
 from converter.model import build_classifier
 from converter.pipeline import Context, export_variants, split_metrics
 from converter.prune import prune
@@ -67,8 +65,7 @@ def distillation_targets(cfg: KitConfig, teacher, train: tuple):
     """(inputs, [label | teacher logits]) and the distillation loss, for fine-tunes after distill."""
     inputs, labels = train
     soft = teacher_logits(teacher, inputs, Path(cfg.work_dir) / "teacher_train_logits.npy")
-    targets = np.concatenate([labels[:, None].astype(np.float32), soft], axis=1)
-    return (inputs, targets), DistillationLoss(cfg.distill.alpha, cfg.distill.temperature)
+    return (inputs, pack_targets(labels, soft)), DistillationLoss(cfg.distill.alpha, cfg.distill.temperature)
 
 
 def run_qat(cfg: KitConfig, ctx: Context, student, student_cfg: ModelConfig, calibration, teacher, resume=False):

@@ -73,6 +73,11 @@ def init_student(teacher, teacher_cfg: ModelConfig, student_cfg: ModelConfig) ->
     return student
 
 
+def pack_targets(labels: np.ndarray, teacher: np.ndarray) -> np.ndarray:
+    """(n, 1 + labels) float32: the gold label, then the teacher's logits (DistillationLoss's y_true)."""
+    return np.concatenate([labels[:, None].astype(np.float32), teacher], axis=1)
+
+
 def teacher_logits(teacher, inputs: list[np.ndarray], cache: Path) -> np.ndarray:
     """The frozen teacher's logits on the training inputs, computed once and cached."""
     if cache.is_file():
@@ -97,7 +102,7 @@ def distill(teacher, teacher_cfg: ModelConfig, train: tuple, dev: tuple, cfg: Di
         student_cfg = student_config(teacher_cfg, cfg)
         student = init_student(teacher, teacher_cfg, student_cfg)
     alpha = cfg.alpha if alpha is None else alpha
-    targets = np.concatenate([labels[:, None].astype(np.float32), soft], axis=1)  # (n, 1 + labels)
+    targets = pack_targets(labels, soft)
     student, state = fit_classifier(student, (inputs, targets), dev, cfg.train, work_dir,
                                     loss=DistillationLoss(alpha, cfg.temperature), resume=resume)
     return student, student_cfg, state
