@@ -44,7 +44,11 @@ def convert(model, seq_len: int, quantization: str, calibration: dict[str, np.nd
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {quantization!r}; choose from {', '.join(QUANTIZATIONS)}")
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([serving_function(model, seq_len)], model)
+    from converter.qat import exporting
+
+    with exporting():  # QAT kernel quantizers step aside; the converter rounds those kernels per channel
+        function = serving_function(model, seq_len)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
     if quantization != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantization == "float16":

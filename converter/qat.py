@@ -1,11 +1,24 @@
 """TF-MOT quantization-aware training: fake-quant every Dense, explicit no-op configs elsewhere.
 
-What QAT quantizes matches the int8 export: Dense kernels and outputs in int8; the custom
-layers (attention core, added embeddings), LayerNorm and GELU stay float islands."""
+What QAT quantizes matches the int8 export: Dense kernels (per output channel, symmetric, as
+the converter's post-training int8 does) and Dense outputs in int8; the custom layers
+(attention core, added embeddings), LayerNorm and GELU stay float islands.
+
+Why a custom Dense config: TF-MOT's default fake-quantizes Dense kernels per tensor (one
+scale for the whole matrix: 9.5% of a student's weights rounded to zero, vs 1.4% per
+channel), and a per-channel FakeQuant on a Dense kernel makes the TFLite converter fail
+("'tfl.transpose' op has mismatched quantized axes"). So the kernel quantizer below simulates
+per-channel int8 in training and steps aside while the converter traces the model
+(`exporting()`): the converter then rounds the trained kernels per channel itself, which is
+exactly the rounding the fine-tune saw (symmetric, narrow range, scale = max|w| / 127). The
+activation ranges learned in QAT are kept by the converter as usual."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+
+import tensorflow as tf
 
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
@@ -40,17 +53,84 @@ class NoOpQuantizeConfig(quantize.QuantizeConfig):
         return {}
 
 
+_EXPORTING = [False]
+
+
+@contextlib.contextmanager
+def exporting():
+    """While active, traced kernel quantizers pass weights through (for the TFLite converter)."""
+    _EXPORTING[0] = True
+    try:
+        yield
+    finally:
+        _EXPORTING[0] = False
+
+
+@keras.utils.register_keras_serializable(package="converter")
+class PerChannelKernelQuantizer(quantize.quantizers.Quantizer):
+    """Symmetric narrow-range int8 fake quantization per output channel (last axis) of a kernel.
+
+    The range is each channel's max |w| at every step (no variables), straight-through gradient."""
+
+    def build(self, tensor_shape, name, layer):
+        return {}
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        if _EXPORTING[0]:
+            return inputs
+        bound = tf.stop_gradient(tf.maximum(tf.reduce_max(tf.abs(inputs), axis=list(range(inputs.shape.rank - 1))), 1e-8))
+        return tf.quantization.fake_quant_with_min_max_vars_per_channel(inputs, -bound, bound, num_bits=8,
+                                                                        narrow_range=True)
+
+    def get_config(self):
+        return {}
+
+    def __eq__(self, other):
+        return isinstance(other, PerChannelKernelQuantizer)
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+
+@keras.utils.register_keras_serializable(package="converter")
+class DenseQuantizeConfig(quantize.QuantizeConfig):
+    """Dense: per-channel kernel (above), 8-bit asymmetric moving-average range on the output."""
+
+    def __init__(self):
+        self.kernel_quantizer = PerChannelKernelQuantizer()
+        self.activation_quantizer = quantize.quantizers.MovingAverageQuantizer(
+            num_bits=8, per_axis=False, symmetric=False, narrow_range=False)
+
+    def get_weights_and_quantizers(self, layer):
+        return [(layer.kernel, self.kernel_quantizer)]
+
+    def get_activations_and_quantizers(self, layer):
+        return [(layer.activation, self.activation_quantizer)]
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        layer.kernel = quantize_weights[0]
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        layer.activation = quantize_activations[0]
+
+    def get_output_quantizers(self, layer):
+        return []
+
+    def get_config(self):
+        return {}
+
+
 # Layer classes kept float on purpose, each with an explicit config (never silently skipped).
 FLOAT_LAYERS = (AttentionCore, AddedEmbedding, keras.layers.LayerNormalization, keras.layers.Activation)
 
 
-def annotate(model) -> keras.Model:
-    """Annotate every Dense with the default 8-bit scheme and the float layers with NoOp configs."""
+def annotate(model, per_channel: bool = True) -> keras.Model:
+    """Annotate every Dense (per-channel config, or TF-MOT's scheme default) and the float layers (NoOp)."""
     from converter.scopes import custom_objects
 
     def mark(layer):
         if isinstance(layer, keras.layers.Dense):
-            return quantize.quantize_annotate_layer(layer)
+            return quantize.quantize_annotate_layer(layer, quantize_config=DenseQuantizeConfig() if per_channel else None)
         if isinstance(layer, FLOAT_LAYERS):
             return quantize.quantize_annotate_layer(layer, quantize_config=NoOpQuantizeConfig())
         return layer
@@ -60,14 +140,17 @@ def annotate(model) -> keras.Model:
 
 
 def quantize_model(model, preserve_sparsity: bool = False) -> keras.Model:
-    """annotate + quantize_apply; preserve_sparsity uses TF-MOT's prune-preserving QAT scheme."""
+    """annotate + quantize_apply.
+
+    preserve_sparsity uses TF-MOT's prune-preserving QAT scheme, whose own Dense quantizer keeps
+    the pruning mask (per tensor); otherwise Dense kernels get the per-channel config above."""
     from converter.scopes import custom_objects
 
-    scheme = None
-    if preserve_sparsity:
-        scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
     with quantize.quantize_scope(custom_objects()):
-        return quantize.quantize_apply(annotate(model), scheme) if scheme else quantize.quantize_apply(annotate(model))
+        if preserve_sparsity:
+            scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+            return quantize.quantize_apply(annotate(model, per_channel=False), scheme)
+        return quantize.quantize_apply(annotate(model))
 
 
 def qat(model, train: tuple, dev: tuple, cfg: QatConfig, work_dir: Path, preserve_sparsity: bool = False,

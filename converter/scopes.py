@@ -5,6 +5,7 @@ from __future__ import annotations
 
 def custom_objects() -> dict:
     from converter.layers import CUSTOM_OBJECTS
-    from converter.qat import NoOpQuantizeConfig
+    from converter.qat import DenseQuantizeConfig, NoOpQuantizeConfig, PerChannelKernelQuantizer
 
-    return {**CUSTOM_OBJECTS, "NoOpQuantizeConfig": NoOpQuantizeConfig}
+    return {**CUSTOM_OBJECTS, "NoOpQuantizeConfig": NoOpQuantizeConfig, "DenseQuantizeConfig": DenseQuantizeConfig,
+            "PerChannelKernelQuantizer": PerChannelKernelQuantizer}

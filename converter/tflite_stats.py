@@ -17,6 +17,16 @@ ENCODER_WEIGHT = re.compile(r"layer_\d+_(attn_(query|key|value|output|core/mul)|
 
 def encoder_weights(path: Path) -> dict[str, np.ndarray]:
     """The constant weight of every encoder FULLY_CONNECTED op, by tensor name (through DEQUANTIZE)."""
+    return {name: array for name, (array, _) in _encoder_weight_tensors(path).items()}
+
+
+def encoder_weight_scales(path: Path) -> dict[str, int]:
+    """How many quantization scales each encoder weight carries (1 = per tensor, rows = per channel)."""
+    return {name: len(detail["quantization_parameters"]["scales"])
+            for name, (_, detail) in _encoder_weight_tensors(path).items()}
+
+
+def _encoder_weight_tensors(path: Path) -> dict[str, tuple[np.ndarray, dict]]:
     interpreter = TFLiteModel(path).interpreter
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     ops = interpreter._get_ops_details()
@@ -30,7 +40,7 @@ def encoder_weights(path: Path) -> dict[str, np.ndarray]:
             index = producer[index]["inputs"][0]
         name = tensors[index]["name"]
         if ENCODER_WEIGHT.search(name):
-            weights[name] = interpreter.get_tensor(index)
+            weights[name] = (interpreter.get_tensor(index), tensors[index])
     return weights
 
 

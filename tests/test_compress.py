@@ -11,8 +11,8 @@ from converter.config import DistillConfig, ExportConfig, FinetuneConfig, PruneC
 from converter.distill import DistillationLoss, init_student, student_config, teacher_layer_map
 from converter.export import export_tflite, tflite_logits
 from converter.prune import kernel_sparsity, prune, prune_targets
-from converter.qat import qat
-from converter.tflite_stats import encoder_sparsity, encoder_weights
+from converter.qat import PerChannelKernelQuantizer, qat
+from converter.tflite_stats import encoder_sparsity, encoder_weight_scales, encoder_weights
 from tests.helpers import TINY_BERT
 
 FORBIDDEN = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
@@ -90,10 +90,29 @@ def test_qat_model_has_fake_quant_and_exports_int8(tiny, tmp_path):
     assert any(op.type.startswith("FakeQuantWithMinMaxVars") for op in graph.get_operations())
     calibration = {"input_ids": train[0][0][:8], "attention_mask": train[0][1][:8]}
     path = export_tflite(quantized, 7, "int8", tmp_path / "qat.tflite", calibration, ExportConfig().int8_float_ops)
-    assert {w.dtype for w in encoder_weights(path).values()} == {np.dtype(np.int8)}
+    weights = encoder_weights(path)
+    assert {w.dtype for w in weights.values()} == {np.dtype(np.int8)}
+    # Per output channel, as simulated in training (a per-tensor scale would be 1).
+    assert encoder_weight_scales(path) == {name: w.shape[0] for name, w in weights.items()}
     logits = tflite_logits(path, calibration)
     keras_logits = quantized.predict([train[0][0][:8], train[0][1][:8]], verbose=0)
     assert (logits.argmax(-1) == keras_logits.argmax(-1)).mean() >= 0.75
+
+
+def test_qat_kernel_quantizer_rounds_like_the_converter(tiny, tmp_path):
+    """Training sees kernels rounded exactly as the int8 file stores them (per channel, symmetric)."""
+    model, _, train, dev = tiny
+    quantized, _ = qat(model, train, dev, QatConfig(train=replace(QUICK, epochs=1)), tmp_path / "qat")
+    calibration = {"input_ids": train[0][0][:8], "attention_mask": train[0][1][:8]}
+    path = export_tflite(quantized, 7, "int8", tmp_path / "qat.tflite", calibration, ExportConfig().int8_float_ops)
+    wrapper = quantized.get_layer("quant_layer_0_ffn_in")
+    kernel = next(w for w in wrapper.trainable_weights if "kernel" in w.name).numpy()  # the float kernel trained
+    simulated = PerChannelKernelQuantizer()(tf.constant(kernel), True, {}).numpy()
+    stored = encoder_weights(path)
+    name = next(n for n in stored if "layer_0_ffn_in" in n)
+    scale = np.abs(kernel).max(0) / 127
+    np.testing.assert_allclose(stored[name].T * scale, simulated, rtol=0, atol=1e-6)
+    assert not np.allclose(simulated, kernel)  # the quantizer really rounds
 
 
 def test_no_lambda_layers_in_any_built_model(tiny, tmp_path):
