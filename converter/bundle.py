@@ -22,6 +22,8 @@ def arch_of(cfg: ModelConfig) -> dict:
     if cfg.heads_per_layer or cfg.intermediate_per_layer:  # structured pruning: widths per layer
         arch.update(heads=[cfg.heads(i) for i in range(cfg.num_layers)],
                     intermediate=[cfg.intermediate(i) for i in range(cfg.num_layers)])
+    if cfg.embedding_rank:
+        arch["embedding_rank"] = cfg.embedding_rank
     return arch
 
 

@@ -45,5 +45,33 @@ def compact_model(model, cfg: ModelConfig, kept: np.ndarray):
     return small, small_cfg
 
 
+def factorize_embeddings(model, cfg: ModelConfig, rank: int, positions: int):
+    """The same model with a rank-`rank` word table (truncated SVD: rows U*S, projection V^T) and
+    only the first `positions` position rows -> (model, its ModelConfig).
+
+    rank >= hidden reproduces the table exactly; smaller ranks are the best rank-r approximation
+    (Eckart-Young), to be recovered by a short distillation."""
+    if cfg.embedding_rank:
+        raise ValueError(f"{model.name}: word table already factorized (rank {cfg.embedding_rank})")
+    if positions < cfg.max_seq_len:
+        raise ValueError(f"cannot cut the position table to {positions} rows below seq_len {cfg.max_seq_len}")
+    table = model.get_layer("embeddings_word").get_weights()[0].astype(np.float64)
+    u, s, vt = np.linalg.svd(table, full_matrices=False)
+    rank = min(rank, len(s))
+    small_cfg = replace(cfg, embedding_rank=rank, max_position_embeddings=positions)
+    small = build_classifier(small_cfg, name=model.name)
+    for layer in small.layers:
+        if not layer.weights or layer.name == "embeddings_project":
+            continue
+        weights = model.get_layer(layer.name).get_weights()
+        if layer.name == "embeddings_word":
+            weights = [(u[:, :rank] * s[:rank]).astype(np.float32)]
+            small.get_layer("embeddings_project").set_weights([vt[:rank].astype(np.float32)])
+        elif layer.name == "embeddings_position":
+            weights = [weights[0][:positions]]
+        layer.set_weights(weights)
+    return small, small_cfg
+
+
 def map_inputs(inputs: dict[str, np.ndarray], mapping: np.ndarray) -> dict[str, np.ndarray]:
     return {**inputs, "input_ids": mapping[inputs["input_ids"]]}

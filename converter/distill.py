@@ -91,13 +91,16 @@ def teacher_logits(teacher, inputs: list[np.ndarray], cache: Path) -> np.ndarray
 
 
 def distill(teacher, teacher_cfg: ModelConfig, train: tuple, dev: tuple, cfg: DistillConfig, work_dir: Path,
-            alpha: float | None = None, resume: bool = False, student=None, student_cfg: ModelConfig | None = None):
+            alpha: float | None = None, resume: bool = False, student=None, student_cfg: ModelConfig | None = None,
+            teacher_inputs: list[np.ndarray] | None = None):
     """Train a student on train=(inputs, labels) against the teacher -> (student, its ModelConfig, state).
 
     Without `student`, one is built from cfg and initialised from the teacher's layers.
+    teacher_inputs: the same rows as the teacher reads them, when the student's ids differ
+    (a compact embedding table reads mapped ids).
     """
     inputs, labels = train
-    soft = teacher_logits(teacher, inputs, Path(work_dir).parent / "teacher_train_logits.npy")
+    soft = teacher_logits(teacher, teacher_inputs or inputs, Path(work_dir).parent / "teacher_train_logits.npy")
     if student is None:
         student_cfg = student_config(teacher_cfg, cfg)
         student = init_student(teacher, teacher_cfg, student_cfg)

@@ -49,8 +49,12 @@ def build_classifier(cfg: ModelConfig, name: str = "bert_classifier") -> keras.M
     input_ids = keras.Input((seq,), dtype="int32", name=INPUT_NAMES[0])
     mask = keras.Input((seq,), dtype="int32", name=INPUT_NAMES[1])
 
-    x = keras.layers.Embedding(cfg.vocab_size, cfg.hidden_size, embeddings_initializer=_init(cfg),
-                               name="embeddings_word")(input_ids)  # (batch, seq, hidden)
+    width = cfg.embedding_rank or cfg.hidden_size
+    x = keras.layers.Embedding(cfg.vocab_size, width, embeddings_initializer=_init(cfg),
+                               name="embeddings_word")(input_ids)  # (batch, seq, rank or hidden)
+    if cfg.embedding_rank:  # factorized table: rank-wide rows, then a shared projection to hidden
+        x = keras.layers.Dense(cfg.hidden_size, use_bias=False, kernel_initializer=_init(cfg),
+                               name="embeddings_project")(x)
     x = AddedEmbedding(cfg.max_position_embeddings, cfg.hidden_size, positional=True,
                        name="embeddings_position")(x)
     x = AddedEmbedding(cfg.type_vocab_size, cfg.hidden_size, positional=False,

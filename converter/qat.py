@@ -120,8 +120,27 @@ class DenseQuantizeConfig(quantize.QuantizeConfig):
         return {}
 
 
+@keras.utils.register_keras_serializable(package="converter")
+class OutputQuantizeConfig(NoOpQuantizeConfig):
+    """A float layer whose output feeds a Dense: computed in float, output fake-quantized to int8.
+
+    The int8 file quantizes every FULLY_CONNECTED input; without this, QAT would train on float
+    Dense inputs that the exported model never sees (LayerNorm, GELU and attention outputs)."""
+
+    def get_output_quantizers(self, layer):
+        return [quantize.quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
+                                                           narrow_range=False)]
+
+
 # Layer classes kept float on purpose, each with an explicit config (never silently skipped).
 FLOAT_LAYERS = (AttentionCore, AddedEmbedding, keras.layers.LayerNormalization, keras.layers.Activation)
+
+
+def float_layer_config(layer) -> NoOpQuantizeConfig:
+    """Outputs read by a Dense (LayerNorm, GELU, attention context) get an int8 output range."""
+    feeds_dense = isinstance(layer, (AttentionCore, keras.layers.LayerNormalization)) or (
+        isinstance(layer, keras.layers.Activation) and layer.get_config()["activation"] == "gelu")
+    return OutputQuantizeConfig() if feeds_dense else NoOpQuantizeConfig()
 
 
 def annotate(model, per_channel: bool = True) -> keras.Model:
@@ -132,7 +151,7 @@ def annotate(model, per_channel: bool = True) -> keras.Model:
         if isinstance(layer, keras.layers.Dense):
             return quantize.quantize_annotate_layer(layer, quantize_config=DenseQuantizeConfig() if per_channel else None)
         if isinstance(layer, FLOAT_LAYERS):
-            return quantize.quantize_annotate_layer(layer, quantize_config=NoOpQuantizeConfig())
+            return quantize.quantize_annotate_layer(layer, quantize_config=float_layer_config(layer))
         return layer
 
     with keras.utils.custom_object_scope(custom_objects()):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def custom_objects() -> dict:
     from converter.layers import CUSTOM_OBJECTS
-    from converter.qat import DenseQuantizeConfig, NoOpQuantizeConfig, PerChannelKernelQuantizer
+    from converter.qat import DenseQuantizeConfig, NoOpQuantizeConfig, OutputQuantizeConfig, PerChannelKernelQuantizer
 
     return {**CUSTOM_OBJECTS, "NoOpQuantizeConfig": NoOpQuantizeConfig, "DenseQuantizeConfig": DenseQuantizeConfig,
-            "PerChannelKernelQuantizer": PerChannelKernelQuantizer}
+            "OutputQuantizeConfig": OutputQuantizeConfig, "PerChannelKernelQuantizer": PerChannelKernelQuantizer}

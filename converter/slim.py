@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from converter.bundle import model_entry, sha256_of
-from converter.compact import compact_model, id_map, kept_ids, map_inputs
+from converter.compact import compact_model, factorize_embeddings, id_map, kept_ids, map_inputs
 from converter.config import KitConfig, ModelConfig
 from converter.distill import distill
 from converter.export import export_tflite
@@ -36,7 +36,7 @@ def compaction(cfg: KitConfig, ctx: Context, work: Path):
         texts = Path(cfg.slim.extra_text).read_text(encoding="utf-8").splitlines()
         extra = encode(load_tokenizer(ctx.folder), texts, cfg.model.max_seq_len)["input_ids"]
     kept = kept_ids(ctx.splits["train"].inputs["input_ids"], [vocab[t] for t in SPECIAL_TOKENS], extra,
-                    cfg.slim.extra_top_k)
+                    cfg.slim.extra_top_k, cfg.slim.min_count)
     mapping = id_map(kept, len(vocab), vocab["[UNK]"])
     path = work / "student-compact.idmap.npy"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,14 +66,15 @@ def bucket_lengths(buckets, seq_len: int, max_positions: int) -> list[int]:
 
 
 def export_buckets(model, model_cfg: ModelConfig, name: str, cfg: KitConfig, ctx: Context, mapping, folder: Path):
-    """One int8 file per bucket length -> ({length: path}, bucketed-vs-longest report)."""
+    """One file per bucket length (cfg.slim.bucket_quantization) -> ({length: path}, bucketed-vs-longest report)."""
     tokenizer = load_tokenizer(ctx.folder)
+    quantization = cfg.slim.bucket_quantization
     calibration = ctx.splits["train"].data.texts[: cfg.export.num_calibration_examples]
     paths = {}
     for length in bucket_lengths(cfg.slim.buckets, model_cfg.max_seq_len, model_cfg.max_position_embeddings):
-        cal = map_inputs(encode(tokenizer, calibration, length), mapping)
-        paths[length] = export_tflite(at_length(model, model_cfg, length), length, "int8", folder / f"{name}-{length}.tflite",
-                                      cal, cfg.export.int8_float_ops)
+        cal = map_inputs(encode(tokenizer, calibration, length), mapping) if quantization in ("int8", "int16x8") else None
+        paths[length] = export_tflite(at_length(model, model_cfg, length), length, quantization,
+                                      folder / f"{name}-{length}.tflite", cal, cfg.export.float_ops(quantization))
     longest = max(paths)
     test = ctx.splits["test"]
     inputs = map_inputs(encode(tokenizer, test.data.texts, longest), mapping)
@@ -86,7 +87,7 @@ def export_buckets(model, model_cfg: ModelConfig, name: str, cfg: KitConfig, ctx
         logits = np.concatenate([runner.predict(row) for row in rows])
         timings[label] = (time.perf_counter() - start, logits)
     same = float(np.mean(timings["longest"][1].argmax(-1) == timings["bucketed"][1].argmax(-1)))
-    report = {"buckets": list(paths), "identical_labels": same, "longest_s": timings["longest"][0],
+    report = {"buckets": list(paths), "quantization": quantization, "identical_labels": same, "longest_s": timings["longest"][0],
               "bucketed_s": timings["bucketed"][0], "speedup": timings["longest"][0] / timings["bucketed"][0],
               "metrics": split_metrics(timings["bucketed"][1], Split(test.data, inputs))}
     return paths, report
@@ -118,15 +119,36 @@ def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, st
                             "best_dev_accuracy": state["best_dev_accuracy"]}
     entries += export_variants(small, small_cfg, "student-structured", ctx, cfg, ("int8",), calibration)
 
+    # The slim model: structured + compact, word table factorized and position table cut to the
+    # longest bucket, then recovered by a second short distillation on mapped ids.
     slim, slim_cfg = compact_model(small, small_cfg, kept)
-    paths, report["buckets"] = export_buckets(slim, slim_cfg, "student-slim-int8", cfg, mctx, mapping, work)
+    positions = max(bucket_lengths(cfg.slim.buckets, slim_cfg.max_seq_len, slim_cfg.max_position_embeddings))
+    slim, slim_cfg = factorize_embeddings(slim, slim_cfg, cfg.slim.embedding_rank, positions)
+    print(f"slim student: {len(kept)} embedding rows at rank {slim_cfg.embedding_rank}, {positions} positions",
+          flush=True)
+    mtrain = mctx.splits["train"]
+    slim, slim_cfg, state = distill(
+        teacher, teacher_cfg, (list(mtrain.inputs.values()), mtrain.data.labels),
+        (list(mdev.inputs.values()), mdev.data.labels), replace(cfg.distill, train=cfg.slim.slim_recovery),
+        Path(cfg.work_dir) / "student_slim", resume=resume, student=slim, student_cfg=slim_cfg,
+        teacher_inputs=list(train.inputs.values()))
+    report["slim"] = {"embedding_rank": slim_cfg.embedding_rank, "positions": positions,
+                      "best_dev_accuracy": state["best_dev_accuracy"]}
+    fields = _map_fields(map_path, kept)
+    entries += export_variants(slim, slim_cfg, "student-slim", mctx, cfg, ("int8",), map_inputs(calibration, mapping),
+                               **fields)
+    # What a device needs for this one model (the manifest comes on top: ~1 KB per entry).
+    report["slim"]["bundle_bytes_without_manifest"] = sum(
+        Path(p).stat().st_size for p in (entries[-1]["source"], ctx.vocab, map_path))
+
+    quantization = cfg.slim.bucket_quantization
+    paths, report["buckets"] = export_buckets(slim, slim_cfg, f"student-slim-{quantization}", cfg, mctx, mapping, work)
     main = paths[cfg.model.max_seq_len]
     buckets = {f"bucket_{length}_file": path.name for length, path in paths.items()}
-    sources = {path.name: str(path) for path in paths.values()}
     fields = _map_fields(map_path, kept)
-    fields["extra_sources"].update(sources)
-    entries.append(model_entry("student-slim-int8", main, "int8", slim_cfg, report["buckets"]["metrics"],
-                               buckets=list(paths), float_ops=list(cfg.export.int8_float_ops),
+    fields["extra_sources"].update({path.name: str(path) for path in paths.values()})
+    entries.append(model_entry(f"student-slim-{quantization}", main, quantization, slim_cfg, report["buckets"]["metrics"],
+                               buckets=list(paths), float_ops=list(cfg.export.float_ops(quantization)),
                                sparsity=round(encoder_sparsity(main), 4), gzip_bytes=gzip_bytes(main),
                                **buckets, **fields))
     return entries, report

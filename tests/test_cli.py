@@ -30,7 +30,7 @@ def test_tiny_convert_end_to_end(tmp_path):
                  "student-dynamic", "student-float16", "student-int8", "student-int16x8", "student-qat-int8",
                  "teacher-pruned50-dynamic", "teacher-pruned50-int8", "student-pruned50-int8",
                  "student-pruned50-pqat-int8", "student-compact-int8", "student-structured-int8",
-                 "student-slim-int8"):
+                 "student-slim-int8", "student-slim-dynamic"):
         assert name in names and name in result.output
     by_name = {m["name"]: m for m in manifest["models"]}
     assert by_name["student-int8"]["arch"]["layers"] == 1 and by_name["teacher-int8"]["arch"]["layers"] == 2
@@ -40,9 +40,12 @@ def test_tiny_convert_end_to_end(tmp_path):
     report = json.loads((tmp_path / "work" / "report.json").read_text())
     assert {"distilled", "hard_labels"} <= set(report["distillation"])
     slim = by_name["student-slim-int8"]
-    assert slim["buckets"] == [7, 16] and slim["arch"]["heads"] == [2] and slim["arch"]["intermediate"] == [10]
+    assert slim["arch"]["heads"] == [2] and slim["arch"]["intermediate"] == [10] and slim["arch"]["embedding_rank"] <= 12
+    assert (tmp_path / "dist" / slim["id_map_file"]).is_file()
+    bucketed = by_name["student-slim-dynamic"]
+    assert bucketed["buckets"] == [7, 16] and bucketed["quantization"] == "dynamic"
     assert report["slim"]["buckets"]["identical_labels"] == 1.0
-    assert (tmp_path / "dist" / slim["id_map_file"]).is_file() and (tmp_path / "dist" / slim["bucket_16_file"]).is_file()
+    assert (tmp_path / "dist" / bucketed["bucket_16_file"]).is_file()
 
 
 def test_missing_checkpoint_is_one_line_error(tmp_path):

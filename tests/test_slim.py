@@ -6,7 +6,7 @@ import pytest
 
 from converter.bundle import model_entry, write_bundle
 from converter.checkpoint import build_from_checkpoint
-from converter.compact import compact_model, id_map, kept_ids
+from converter.compact import compact_model, factorize_embeddings, id_map, kept_ids
 from converter.export import export_tflite
 from converter.model import encoder_outputs
 from converter.slim import at_length, bucket_lengths
@@ -54,6 +54,28 @@ def test_id_map_is_applied_identically_on_host_and_device(tiny, tmp_path):
     np.testing.assert_allclose(device_model.predict(enc), host, atol=1e-5)
     full_with_unk = np.where(np.isin(enc["input_ids"], kept), enc["input_ids"], vocab["[UNK]"])
     np.testing.assert_allclose(model([full_with_unk, enc["attention_mask"]]).numpy(), host, atol=1e-5)
+
+
+def test_factorized_embeddings_full_rank_is_exact_and_low_rank_is_the_svd(tiny, tmp_path):
+    model, cfg = tiny
+    ref = np.load(TINY_BERT.parent / "tiny_reference.npz")
+    inputs = [ref["input_ids"], ref["attention_mask"]]
+    full, full_cfg = factorize_embeddings(model, cfg, rank=12, positions=7)
+    assert full_cfg.embedding_rank == 12 and full.get_layer("embeddings_position").embeddings.shape == (7, 12)
+    np.testing.assert_allclose(full(inputs).numpy(), model(inputs).numpy(), atol=1e-5)
+    low, low_cfg = factorize_embeddings(model, cfg, rank=4, positions=7)
+    table = model.get_layer("embeddings_word").get_weights()[0]
+    product = low.get_layer("embeddings_word").get_weights()[0] @ low.get_layer("embeddings_project").get_weights()[0]
+    u, s, vt = np.linalg.svd(table)
+    np.testing.assert_allclose(product, (u[:, :4] * s[:4]) @ vt[:4], atol=1e-5)
+    assert np.linalg.norm(product - table) == pytest.approx(np.sqrt((s[4:] ** 2).sum()), rel=1e-4)
+    path = export_tflite(low, 7, "int8", tmp_path / "low.tflite", {"input_ids": ref["input_ids"],
+                                                                  "attention_mask": ref["attention_mask"]})
+    assert path.stat().st_size > 0
+    with pytest.raises(ValueError, match="already factorized"):
+        factorize_embeddings(low, low_cfg, rank=2, positions=7)
+    with pytest.raises(ValueError, match="below seq_len"):
+        factorize_embeddings(model, cfg, rank=4, positions=5)
 
 
 def test_structured_pruning_equals_zeroed_heads_and_neurons(tiny):
