@@ -53,9 +53,16 @@ def _map_fields(path: Path, kept) -> dict:
             "extra_sources": {path.name: str(path)}}
 
 
-def at_length(model, model_cfg: ModelConfig, seq_len: int):
+# Bucket files mask padding with BERT's -10000: exp() of it underflows to exactly 0, so padded
+# keys add exactly nothing and a sentence's rows compute the same at every length (with -30 they
+# add ~1e-13, which can flip a float rounding). The int8 files keep -30 for their int8 ranges.
+BUCKET_MASK_BIAS = -10000.0
+
+
+def at_length(model, model_cfg: ModelConfig, seq_len: int, mask_bias: float | None = None):
     """The same weights built at another fixed length (weights do not depend on it)."""
-    other = build_classifier(replace(model_cfg, max_seq_len=seq_len), name=model.name)
+    other_cfg = replace(model_cfg, max_seq_len=seq_len, mask_bias=model_cfg.mask_bias if mask_bias is None else mask_bias)
+    other = build_classifier(other_cfg, name=model.name)
     other.set_weights(model.get_weights())
     return other
 
@@ -73,7 +80,7 @@ def export_buckets(model, model_cfg: ModelConfig, name: str, cfg: KitConfig, ctx
     paths = {}
     for length in bucket_lengths(cfg.slim.buckets, model_cfg.max_seq_len, model_cfg.max_position_embeddings):
         cal = map_inputs(encode(tokenizer, calibration, length), mapping) if quantization in ("int8", "int16x8") else None
-        paths[length] = export_tflite(at_length(model, model_cfg, length), length, quantization,
+        paths[length] = export_tflite(at_length(model, model_cfg, length, BUCKET_MASK_BIAS), length, quantization,
                                       folder / f"{name}-{length}.tflite", cal, cfg.export.float_ops(quantization))
     longest = max(paths)
     test = ctx.splits["test"]

@@ -116,6 +116,17 @@ def cmd_verify(args) -> int:
     return 1 if problems else 0
 
 
+def cmd_pack(args) -> int:
+    from device_runtime.pack import pack
+
+    out = pack(Path(args.bundle), args.model, Path(args.out))
+    files = sorted(p for p in out.iterdir() if p.is_file())
+    for path in files:
+        print(f"{path.stat().st_size:>10,d}  {path.name}")
+    print(f"{sum(p.stat().st_size for p in files):>10,d}  bytes in {out} ({len(files)} files)")
+    return cmd_verify(argparse.Namespace(bundle=str(out)))
+
+
 def _count(minimum: int):
     def parse(text: str) -> int:
         try:
@@ -168,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     ver = sub.add_parser("verify", help="check files, sizes, hashes and input shapes")
     ver.add_argument("--bundle", required=True)
     ver.set_defaults(func=cmd_verify)
+    pack = sub.add_parser("pack", help="copy one model, its extra files, the vocab and a one-model manifest")
+    pack.add_argument("--bundle", required=True)
+    pack.add_argument("--model", required=True)
+    pack.add_argument("--out", required=True, help="new folder (must not exist)")
+    pack.set_defaults(func=cmd_pack)
     bench = sub.add_parser("bench", help="latency, throughput and memory per model, each in a fresh process")
     bench.add_argument("--bundle", required=True)
     bench.add_argument("--model", default="all", help="a manifest model name, or all")
