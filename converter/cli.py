@@ -139,8 +139,9 @@ def slim(
     keep_heads: float = typer.Option(0.5), keep_ffn: float = typer.Option(0.5),
     extra_text: str = typer.Option("", help="unlabeled text whose frequent ids the compact table keeps"),
     extra_top_k: int = typer.Option(0), min_count: int = typer.Option(1, help="keep a training id seen this often"),
-    embedding_rank: int = typer.Option(128, help="rank of the slim model's factorized word table"),
+    embedding_rank: int = typer.Option(160, help="rank of the slim model's factorized word table"),
     bucket_quantization: str = typer.Option("dynamic", help="quantization of the length-bucket files"),
+    slim_epochs: int = typer.Option(4, help="recovery epochs of the slim model"),
     resume: bool = typer.Option(False),
 ):
     """Compact embeddings, structured pruning and length buckets for the distilled student."""
@@ -150,6 +151,7 @@ def slim(
     cfg = with_overrides(_config("minilm", data, out, work_dir, seq_len), "slim", keep_heads=keep_heads,
                          keep_ffn=keep_ffn, extra_text=extra_text, extra_top_k=extra_top_k, min_count=min_count,
                          embedding_rank=embedding_rank, bucket_quantization=bucket_quantization)
+    cfg = with_overrides(cfg, "slim", slim_recovery=dataclasses.replace(cfg.slim.slim_recovery, epochs=slim_epochs))
     typer.echo(format_table(_run(run_step, cfg, "slim", "student", resume)))
 
 
