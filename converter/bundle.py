@@ -24,6 +24,8 @@ def arch_of(cfg: ModelConfig) -> dict:
                     intermediate=[cfg.intermediate(i) for i in range(cfg.num_layers)])
     if cfg.embedding_rank:
         arch["embedding_rank"] = cfg.embedding_rank
+    if cfg.pooling != "cls":
+        arch["pooling"] = cfg.pooling
     return arch
 
 

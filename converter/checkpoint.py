@@ -97,7 +97,27 @@ def read_hf_config(folder: Path) -> dict:
         raise CheckpointError(f"{path}: not valid JSON ({err})") from None
 
 
-def from_hf_config(hf: dict, max_seq_len: int) -> ModelConfig:
+def checkpoint_pooling(folder: Path) -> str:
+    """"mean" when a sentence-transformers checkpoint says its sentence vector is the token mean."""
+    path = Path(folder) / "1_Pooling" / "config.json"
+    if not path.is_file():
+        return "cls"
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err})") from None
+    return "mean" if settings.get("pooling_mode_mean_tokens") else "cls"
+
+
+def resolve_pooling(setting: str, folder: Path) -> str:
+    if setting == "auto":
+        return checkpoint_pooling(folder)
+    if setting not in ("cls", "mean"):
+        raise CheckpointError(f"pooling {setting!r}: choose auto, cls or mean")
+    return setting
+
+
+def from_hf_config(hf: dict, max_seq_len: int, pooling: str = "cls") -> ModelConfig:
     """Translate a Hugging Face BertConfig dict into our ModelConfig."""
     if hf.get("hidden_act", "gelu") != "gelu":
         raise CheckpointError(f"config.json: hidden_act {hf['hidden_act']!r} unsupported (only 'gelu')")
@@ -109,7 +129,7 @@ def from_hf_config(hf: dict, max_seq_len: int) -> ModelConfig:
         intermediate_size=hf["intermediate_size"],
         max_position_embeddings=hf.get("max_position_embeddings", 512),
         type_vocab_size=hf.get("type_vocab_size", 2), layer_norm_eps=hf.get("layer_norm_eps", 1e-12),
-        dropout_rate=hf.get("hidden_dropout_prob", 0.1), max_seq_len=max_seq_len)
+        dropout_rate=hf.get("hidden_dropout_prob", 0.1), max_seq_len=max_seq_len, pooling=pooling)
     if cfg.max_seq_len > cfg.max_position_embeddings:
         raise CheckpointError(f"seq_len {max_seq_len} exceeds max_position_embeddings {cfg.max_position_embeddings}")
     return cfg
@@ -221,13 +241,15 @@ def load_hf_weights(model, tensors: dict[str, np.ndarray], num_layers: int,
     return fresh
 
 
-def build_from_checkpoint(spec: str, max_seq_len: int, allow_fresh: tuple[str, ...] = ()):
-    """Resolve, build and load in one call -> (model, ModelConfig, labels, folder)."""
+def build_from_checkpoint(spec: str, max_seq_len: int, allow_fresh: tuple[str, ...] = (), pooling: str = "cls"):
+    """Resolve, build and load in one call -> (model, ModelConfig, labels, folder).
+
+    pooling: "cls" (a sequence-classification checkpoint's own head), "mean" or "auto"."""
     from converter.model import build_classifier
 
     folder = resolve_checkpoint(spec)
     hf = read_hf_config(folder)
-    cfg = from_hf_config(hf, max_seq_len)
+    cfg = from_hf_config(hf, max_seq_len, resolve_pooling(pooling, folder))
     model = build_classifier(cfg)
     load_hf_weights(model, read_tensors(folder), cfg.num_layers, allow_fresh)
     return model, cfg, checkpoint_labels(hf), folder

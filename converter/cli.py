@@ -53,13 +53,15 @@ def convert(
     teacher_only: bool = typer.Option(False, help="skip distillation, QAT and pruning"),
     student_layers: int = typer.Option(3, help="encoder layers of the distilled student"),
     compress_epochs: int | None = typer.Option(None, help="epochs of every compression step (quick runs)"),
+    pooling: str = typer.Option("auto", help="auto (the checkpoint's: mean for sentence-transformers), cls or mean"),
 ):
     """Fine-tune the teacher, distill, prune, QAT; export every variant, evaluate, write the bundle."""
     from converter.pipeline import format_table, run_convert
 
     cfg = _config(checkpoint, data, out, work_dir, seq_len, epochs=epochs, batch_size=batch_size,
                   learning_rate=learning_rate, max_train_examples=max_train_examples)
-    cfg = with_overrides(dataclasses.replace(cfg, compress=not teacher_only), "distill", num_layers=student_layers)
+    cfg = with_overrides(dataclasses.replace(cfg, compress=not teacher_only, pooling=pooling), "distill",
+                         num_layers=student_layers)
     if compress_epochs is not None:
         for section in ("distill", "prune", "qat"):
             part = getattr(cfg, section)

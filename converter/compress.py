@@ -40,7 +40,10 @@ def load_trained(cfg: KitConfig, model_cfg: ModelConfig, folder: str):
 
 
 def teacher_config(cfg: KitConfig) -> ModelConfig:
-    return ck.from_hf_config(ck.read_hf_config(ck.resolve_checkpoint(cfg.checkpoint)), cfg.model.max_seq_len)
+    from converter.pipeline import teacher_pooling
+
+    folder = ck.resolve_checkpoint(cfg.checkpoint)
+    return ck.from_hf_config(ck.read_hf_config(folder), cfg.model.max_seq_len, teacher_pooling(cfg, folder))
 
 
 def run_distill(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, calibration, resume=False):

@@ -33,6 +33,9 @@ class ModelConfig:
     intermediate_per_layer: tuple[int, ...] = ()
     # > 0: the word table is factorized, (vocab, rank) rows then a (rank, hidden) projection.
     embedding_rank: int = 0
+    # What the pooler Dense reads: "cls" (BERT: the [CLS] row) or "mean" (masked mean of all rows,
+    # how sentence-transformers checkpoints such as all-MiniLM-L6-v2 were trained).
+    pooling: str = "cls"
 
     @property
     def head_size(self) -> int:
@@ -141,11 +144,12 @@ class ExportConfig:
     calibration_seed: int = 7
     float_parity_atol: float = 1e-4
     # Float islands in the int8 model. Every FULLY_CONNECTED (all weights) runs int8 x int8;
+    # (SUM, MAXIMUM, DIV: the mean pooling's 1 / token-count weights, which int8 would round);
     # LayerNorm (MEAN, SQUARED_DIFFERENCE, RSQRT), residual/elementwise ops, softmax, GELU and
     # the weightless attention matmuls stay float. All-int8 lost about 3 accuracy points on the
     # teacher and ran 2x slower than this, as those int8 kernels fall outside XNNPACK.
     int8_float_ops: tuple[str, ...] = ("MEAN", "SQUARED_DIFFERENCE", "RSQRT", "ADD", "SUB", "MUL",
-                                       "SOFTMAX", "GELU", "BATCH_MATMUL")
+                                       "SOFTMAX", "GELU", "BATCH_MATMUL", "SUM", "MAXIMUM", "DIV")
     # 16x8 quantizes everything it has kernels for; SQUARED_DIFFERENCE has no int16 kernel.
     int16x8_float_ops: tuple[str, ...] = ("SQUARED_DIFFERENCE",)
 
@@ -164,6 +168,9 @@ class KitConfig:
     qat: QatConfig = field(default_factory=QatConfig)
     slim: SlimConfig = field(default_factory=SlimConfig)
     checkpoint: str = "minilm"
+    # Pooling of a freshly fine-tuned head: "auto" follows the checkpoint (mean when its
+    # sentence-transformers 1_Pooling/config.json says mean tokens, else cls), or "cls" / "mean".
+    pooling: str = "auto"
     compress: bool = True  # distill, QAT and prune after the teacher (False: teacher only)
     work_dir: str = "work"
     out_dir: str = "dist"

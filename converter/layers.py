@@ -109,5 +109,22 @@ class AddedEmbedding(keras.layers.Layer):
                 "hidden_size": self.hidden_size, "positional": self.positional}
 
 
+@keras.utils.register_keras_serializable(package="converter")
+class MaskedMeanPooling(keras.layers.Layer):
+    """Mean of x (batch, seq, hidden) over the real tokens of the int mask (batch, seq). No weights.
+
+    A (batch, 1, seq) @ (batch, seq, hidden) matmul with weights mask / count, so padded rows add
+    exactly zero. Like AttentionMaskBias it reads the int32 mask and is left out of QAT annotation."""
+
+    def call(self, inputs):
+        x, mask = inputs
+        weights = tf.cast(mask, x.dtype)
+        weights = weights / tf.maximum(tf.reduce_sum(weights, axis=1, keepdims=True), 1.0)
+        return tf.reshape(tf.matmul(weights[:, tf.newaxis, :], x), (-1, x.shape[-1]))
+
+    def get_prunable_weights(self):
+        return []
+
+
 CUSTOM_OBJECTS = {"AttentionCore": AttentionCore, "AttentionMaskBias": AttentionMaskBias,
-                  "AddedEmbedding": AddedEmbedding}
+                  "AddedEmbedding": AddedEmbedding, "MaskedMeanPooling": MaskedMeanPooling}

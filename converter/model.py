@@ -7,7 +7,7 @@ from __future__ import annotations
 import tf_keras as keras
 
 from converter.config import ModelConfig
-from converter.layers import AddedEmbedding, AttentionCore, AttentionMaskBias
+from converter.layers import AddedEmbedding, AttentionCore, AttentionMaskBias, MaskedMeanPooling
 
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAME = "logits"
@@ -66,10 +66,14 @@ def build_classifier(cfg: ModelConfig, name: str = "bert_classifier") -> keras.M
     for i in range(cfg.num_layers):
         x = encoder_block(x, bias, cfg, i)
 
-    # The pooler reads the [CLS] position: crop to (batch, 1, hidden), then flatten.
-    cls = keras.layers.Cropping1D((0, seq - 1), name="pooler_cls")(x)
-    cls = keras.layers.Flatten(name="pooler_flatten")(cls)  # (batch, hidden)
-    pooled = _dense(cfg.hidden_size, "pooler", cfg, activation="tanh")(cls)
+    if cfg.pooling == "mean":
+        summary = MaskedMeanPooling(name="pooler_mean")([x, mask])  # (batch, hidden)
+    elif cfg.pooling == "cls":  # the [CLS] position: crop to (batch, 1, hidden), then flatten
+        summary = keras.layers.Cropping1D((0, seq - 1), name="pooler_cls")(x)
+        summary = keras.layers.Flatten(name="pooler_flatten")(summary)  # (batch, hidden)
+    else:
+        raise ValueError(f"pooling {cfg.pooling!r}: choose cls or mean")
+    pooled = _dense(cfg.hidden_size, "pooler", cfg, activation="tanh")(summary)
     pooled = keras.layers.Dropout(cfg.dropout_rate, name="classifier_dropout")(pooled)
     logits = _dense(cfg.num_labels, "classifier", cfg)(pooled)
     logits = keras.layers.Activation("linear", dtype="float32", name=OUTPUT_NAME)(logits)

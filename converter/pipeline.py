@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,16 +103,37 @@ def _check_float_parity(model, test: Split, tflite_logits_: np.ndarray, atol: fl
     log.info("float32 parity with Keras: max |diff| %.2e", worst)
 
 
+def teacher_pooling(cfg: KitConfig, folder: Path) -> str:
+    """The teacher's pooling: what work_dir/teacher recorded when it was trained, else cfg.pooling.
+
+    Weights trained with one pooling load silently into a model built with the other, so a
+    mismatch with an explicit setting is an error, never a quiet swap."""
+    record = Path(cfg.work_dir) / "teacher" / "head.json"
+    wanted = ck.resolve_pooling(cfg.pooling, folder)
+    if not record.is_file():
+        return wanted
+    recorded = json.loads(record.read_text())["pooling"]
+    if cfg.pooling != "auto" and recorded != wanted:
+        raise ValueError(f"{record}: the teacher there was trained with {recorded} pooling, not {wanted}; "
+                         f"pass --pooling {recorded} or another --work-dir")
+    return recorded
+
+
 def train_teacher(cfg: KitConfig, ctx: Context, resume: bool = False):
     from converter.finetune import fit_classifier
 
-    model, model_cfg, _, _ = ck.build_from_checkpoint(cfg.checkpoint, cfg.model.max_seq_len, allow_fresh=ck.HEAD_LAYERS)
+    folder = Path(cfg.work_dir) / "teacher"
+    pooling = teacher_pooling(cfg, ctx.folder) if resume else ck.resolve_pooling(cfg.pooling, ctx.folder)
+    model, model_cfg, _, _ = ck.build_from_checkpoint(cfg.checkpoint, cfg.model.max_seq_len, allow_fresh=ck.HEAD_LAYERS,
+                                                      pooling=pooling)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "head.json").write_text(json.dumps({"pooling": pooling}) + "\n")
     train, dev = ctx.splits["train"], ctx.splits["dev"]
     print(f"fine-tuning teacher: {len(train.data)} train / {len(dev.data)} dev sentences, "
           f"{cfg.finetune.epochs} epochs", flush=True)
     model, state = fit_classifier(model, (list(train.inputs.values()), train.data.labels),
                                   (list(dev.inputs.values()), dev.data.labels), cfg.finetune,
-                                  Path(cfg.work_dir) / "teacher", resume=resume)
+                                  folder, resume=resume)
     return model, model_cfg, state
 
 
