@@ -53,7 +53,7 @@ def convert(
     teacher_only: bool = typer.Option(False, help="skip distillation, QAT and pruning"),
     student_layers: int = typer.Option(3, help="encoder layers of the distilled student"),
     compress_epochs: int | None = typer.Option(None, help="epochs of every compression step (quick runs)"),
-    pooling: str = typer.Option("auto", help="auto (the checkpoint's: mean for sentence-transformers), cls or mean"),
+    pooling: str = typer.Option("cls", help="cls, mean, or auto (the checkpoint's: mean for sentence-transformers)"),
 ):
     """Fine-tune the teacher, distill, prune, QAT; export every variant, evaluate, write the bundle."""
     from converter.pipeline import format_table, run_convert

@@ -168,9 +168,11 @@ class KitConfig:
     qat: QatConfig = field(default_factory=QatConfig)
     slim: SlimConfig = field(default_factory=SlimConfig)
     checkpoint: str = "minilm"
-    # Pooling of a freshly fine-tuned head: "auto" follows the checkpoint (mean when its
-    # sentence-transformers 1_Pooling/config.json says mean tokens, else cls), or "cls" / "mean".
-    pooling: str = "auto"
+    # Pooling of a freshly fine-tuned head: "cls" / "mean", or "auto": the checkpoint's own (mean
+    # when its sentence-transformers 1_Pooling/config.json says mean tokens, else cls). cls is the
+    # default, chosen on dev: the MiniLM teacher reached 0.857 / 0.851 dev accuracy with cls in two
+    # runs and 0.849 with mean (test: 0.849-0.851 cls, 0.832 mean).
+    pooling: str = "cls"
     compress: bool = True  # distill, QAT and prune after the teacher (False: teacher only)
     work_dir: str = "work"
     out_dir: str = "dist"

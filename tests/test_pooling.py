@@ -68,7 +68,7 @@ def test_mean_pooled_model_is_accepted_by_tf_mot(tiny_mean):
 
 
 def test_work_dir_pooling_is_never_silently_swapped(tmp_path):
-    cfg = tiny_config(tmp_path)
+    cfg = replace(tiny_config(tmp_path), pooling="auto")
     assert teacher_pooling(cfg, TINY_BERT) == "cls"
     record = tmp_path / "work" / "teacher" / "head.json"
     record.parent.mkdir(parents=True)
