@@ -19,7 +19,6 @@ import contextlib
 from pathlib import Path
 
 import tensorflow as tf
-
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
