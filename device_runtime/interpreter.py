@@ -14,7 +14,10 @@ class ModelLoadError(RuntimeError):
 
 
 def resolve_backend():
-    """-> (Interpreter class, package name). ai_edge_litert first, then tflite_runtime, then TF."""
+    """-> (Interpreter class, package name): ai_edge_litert, else tflite_runtime when present.
+
+    Never TensorFlow: the device side needs only numpy and a LiteRT interpreter, and both the
+    host and the device extras install ai-edge-litert."""
     try:
         from ai_edge_litert.interpreter import Interpreter
 
@@ -25,12 +28,6 @@ def resolve_backend():
         from tflite_runtime.interpreter import Interpreter
 
         return Interpreter, "tflite-runtime"
-    except ImportError:
-        pass
-    try:
-        import tensorflow as tf
-
-        return tf.lite.Interpreter, "tensorflow"
     except ImportError:
         raise ModelLoadError(f"no TFLite interpreter installed: {INSTALL_HINT}") from None
 
