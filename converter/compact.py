@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 
 from converter.config import ModelConfig
-from converter.model import build_classifier
+from converter.model import rebuild
 
 
 def kept_ids(train_ids: np.ndarray, special_ids, extra_ids=None, extra_top_k: int = 0, min_count: int = 1) -> np.ndarray:
@@ -34,15 +34,8 @@ def id_map(kept: np.ndarray, vocab_size: int, unk_id: int) -> np.ndarray:
 def compact_model(model, cfg: ModelConfig, kept: np.ndarray):
     """The same model with a (len(kept), hidden) word-embedding table -> (model, its ModelConfig)."""
     small_cfg = replace(cfg, vocab_size=len(kept))
-    small = build_classifier(small_cfg, name=model.name)
-    for layer in small.layers:
-        if not layer.weights:
-            continue
-        weights = model.get_layer(layer.name).get_weights()
-        if layer.name == "embeddings_word":
-            weights = [weights[0][kept]]
-        layer.set_weights(weights)
-    return small, small_cfg
+    table = model.get_layer("embeddings_word").get_weights()[0]
+    return rebuild(model, small_cfg, {"embeddings_word": [table[kept]]}), small_cfg
 
 
 def factorize_embeddings(model, cfg: ModelConfig, rank: int, positions: int):
@@ -59,17 +52,10 @@ def factorize_embeddings(model, cfg: ModelConfig, rank: int, positions: int):
     u, s, vt = np.linalg.svd(table, full_matrices=False)
     rank = min(rank, len(s))
     small_cfg = replace(cfg, embedding_rank=rank, max_position_embeddings=positions)
-    small = build_classifier(small_cfg, name=model.name)
-    for layer in small.layers:
-        if not layer.weights or layer.name == "embeddings_project":
-            continue
-        weights = model.get_layer(layer.name).get_weights()
-        if layer.name == "embeddings_word":
-            weights = [(u[:, :rank] * s[:rank]).astype(np.float32)]
-            small.get_layer("embeddings_project").set_weights([vt[:rank].astype(np.float32)])
-        elif layer.name == "embeddings_position":
-            weights = [weights[0][:positions]]
-        layer.set_weights(weights)
+    position_rows = model.get_layer("embeddings_position").get_weights()[0][:positions]
+    small = rebuild(model, small_cfg, {"embeddings_word": [(u[:, :rank] * s[:rank]).astype(np.float32)],
+                                       "embeddings_project": [vt[:rank].astype(np.float32)],
+                                       "embeddings_position": [position_rows]})
     return small, small_cfg
 
 

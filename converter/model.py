@@ -80,6 +80,17 @@ def build_classifier(cfg: ModelConfig, name: str = "bert_classifier") -> keras.M
     return keras.Model([input_ids, mask], logits, name=name)
 
 
+def rebuild(model: keras.Model, cfg: ModelConfig, replaced: dict[str, list] | None = None) -> keras.Model:
+    """A new classifier of geometry `cfg` whose weighted layers take `replaced[name]` when given,
+    else the same-named layer's weights of `model` (compaction, factorization, structured pruning)."""
+    replaced = replaced or {}
+    new = build_classifier(cfg, name=model.name)
+    for layer in new.layers:
+        if layer.weights:
+            layer.set_weights(replaced[layer.name] if layer.name in replaced else model.get_layer(layer.name).get_weights())
+    return new
+
+
 def encoder_outputs(model: keras.Model, num_layers: int) -> keras.Model:
     """A view of the classifier returning (last hidden state, pooled output); shares weights."""
     last = model.get_layer(f"layer_{num_layers - 1}_ffn_norm").output

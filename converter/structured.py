@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 
 from converter.config import ModelConfig
-from converter.model import build_classifier
+from converter.model import rebuild
 
 
 def head_scores(model, cfg: ModelConfig, i: int) -> np.ndarray:
@@ -40,6 +40,9 @@ def choose(model, cfg: ModelConfig, keep_heads: float, keep_ffn: float) -> tuple
     return heads, neurons
 
 
+SLICED_PARTS = ("attn_query", "attn_key", "attn_value", "attn_output", "ffn_in", "ffn_out")
+
+
 def _head_columns(heads: np.ndarray, size: int) -> np.ndarray:
     return (heads[:, None] * size + np.arange(size)[None, :]).reshape(-1)
 
@@ -48,24 +51,21 @@ def slice_model(model, cfg: ModelConfig, heads: list, neurons: list):
     """A new, smaller model holding only the kept heads and neurons -> (model, its ModelConfig)."""
     small_cfg = replace(cfg, heads_per_layer=tuple(len(h) for h in heads),
                         intermediate_per_layer=tuple(len(n) for n in neurons))
-    small = build_classifier(small_cfg, name=model.name)
-    sliced = set()
+    sliced = {}
     for i in range(cfg.num_layers):
         cols = _head_columns(heads[i], cfg.head_size)
-        for part in ("query", "key", "value"):  # kept heads' output columns
-            kernel, bias = model.get_layer(f"layer_{i}_attn_{part}").get_weights()
-            small.get_layer(f"layer_{i}_attn_{part}").set_weights([kernel[:, cols], bias[cols]])
-        kernel, bias = model.get_layer(f"layer_{i}_attn_output").get_weights()
-        small.get_layer(f"layer_{i}_attn_output").set_weights([kernel[cols], bias])  # kept heads' input rows
-        kernel, bias = model.get_layer(f"layer_{i}_ffn_in").get_weights()
-        small.get_layer(f"layer_{i}_ffn_in").set_weights([kernel[:, neurons[i]], bias[neurons[i]]])
-        kernel, bias = model.get_layer(f"layer_{i}_ffn_out").get_weights()
-        small.get_layer(f"layer_{i}_ffn_out").set_weights([kernel[neurons[i]], bias])
-        sliced |= {f"layer_{i}_{part}" for part in ("attn_query", "attn_key", "attn_value", "attn_output", "ffn_in", "ffn_out")}
-    for layer in small.layers:  # everything else (embeddings, norms, pooler, head) copies as is
-        if layer.weights and layer.name not in sliced:
-            layer.set_weights(model.get_layer(layer.name).get_weights())
-    return small, small_cfg
+        w = {part: model.get_layer(f"layer_{i}_{part}").get_weights() for part in SLICED_PARTS}
+        for part in ("attn_query", "attn_key", "attn_value"):  # kept heads' output columns
+            kernel, bias = w[part]
+            sliced[f"layer_{i}_{part}"] = [kernel[:, cols], bias[cols]]
+        kernel, bias = w["attn_output"]
+        sliced[f"layer_{i}_attn_output"] = [kernel[cols], bias]  # kept heads' input rows
+        kernel, bias = w["ffn_in"]
+        sliced[f"layer_{i}_ffn_in"] = [kernel[:, neurons[i]], bias[neurons[i]]]
+        kernel, bias = w["ffn_out"]
+        sliced[f"layer_{i}_ffn_out"] = [kernel[neurons[i]], bias]
+    # everything else (embeddings, norms, pooler, head) copies as is
+    return rebuild(model, small_cfg, sliced), small_cfg
 
 
 def zero_removed(model, cfg: ModelConfig, heads: list, neurons: list) -> None:
