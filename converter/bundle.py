@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from converter.config import ModelConfig
-from device_runtime.bundle import sha256_of
+from device_runtime.bundle import extra_files, sha256_of
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -67,7 +67,7 @@ def write_bundle(out_dir: Path, entries: list[dict], vocab: Path, labels, seq_le
         if previous and previous.get("vocab_sha256") == vocab_sha and previous.get("seq_len") == seq_len:
             names = {e["name"] for e in entries}
             kept = [dict(e, source=str(out_dir / e["file"]),
-                         extra_sources={e[k]: str(out_dir / e[k]) for k in e if k.endswith("_file")})
+                         extra_sources={f: str(out_dir / f) for f in extra_files(e).values()})
                     for e in previous["models"] if e["name"] not in names]
         models = []
         for entry in kept + entries:

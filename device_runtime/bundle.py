@@ -33,6 +33,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(-1, keepdims=True)
 
 
+def extra_files(entry: dict) -> dict[str, str]:
+    """{key: file name} of every extra file a model entry names (keys ending in `_file`)."""
+    return {key: value for key, value in entry.items() if key.endswith("_file")}
+
+
 class Bundle:
     """A bundle folder. Loading checks the manifest's keys and the vocab's sha256."""
 
@@ -93,8 +98,7 @@ class Bundle:
             model = BucketedModel({length: TFLiteModel(self.folder / f, seq_len=length, num_threads=num_threads)
                                    for length, f in files.items()})
         else:
-            model = TFLiteModel(self.folder / entry["file"], seq_len=int(entry.get("seq_len", self.seq_len)),
-                                num_threads=num_threads)
+            model = TFLiteModel(self.folder / entry["file"], seq_len=self.seq_len_of(entry), num_threads=num_threads)
         if entry.get("id_map_file"):
             model = MappedModel(model, self._id_map(entry))
         return entry, model
@@ -122,9 +126,9 @@ class Bundle:
                 problems.append(f"{entry['name']}: {path} has {path.stat().st_size} bytes, manifest says {entry['bytes']}")
             elif sha256_of(path) != entry["sha256"]:
                 problems.append(f"{entry['name']}: {path} sha256 differs from the manifest")
-            for key in [k for k in entry if k.endswith("_file") and k != "file"]:
-                if not (self.folder / entry[key]).is_file():
-                    problems.append(f"{entry['name']}: {key} {self.folder / entry[key]} missing")
+            for key, file in extra_files(entry).items():
+                if not (self.folder / file).is_file():
+                    problems.append(f"{entry['name']}: {key} {self.folder / file} missing")
             try:
                 self.load(entry["name"])
             except (ModelLoadError, BundleError) as err:

@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from device_runtime.bundle import Bundle, BundleError
+from device_runtime.bundle import Bundle, BundleError, extra_files
 
 
 def pack(bundle_dir: Path, name: str, out: Path) -> Path:
@@ -17,7 +17,7 @@ def pack(bundle_dir: Path, name: str, out: Path) -> Path:
     entry = bundle.entry(name)
     if out.exists():
         raise BundleError(f"{out}: already exists; pack writes a new folder")
-    files = [entry["file"], bundle.manifest["vocab"]] + [v for k, v in entry.items() if k.endswith("_file") and k != "file"]
+    files = [entry["file"], bundle.manifest["vocab"], *extra_files(entry).values()]
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
