@@ -106,9 +106,11 @@ def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, st
     work = Path(cfg.work_dir) / "slim"
     kept, mapping, map_path, report = compaction(cfg, ctx, work)
     mctx = mapped_context(ctx, mapping)
+    map_fields = _map_fields(map_path, kept)
+    mapped_calibration = map_inputs(calibration, mapping)
     compact, compact_cfg = compact_model(student, student_cfg, kept)
-    entries = export_variants(compact, compact_cfg, "student-compact", mctx, cfg, ("int8",),
-                              map_inputs(calibration, mapping), **_map_fields(map_path, kept))
+    entries = export_variants(compact, compact_cfg, "student-compact", mctx, cfg, ("int8",), mapped_calibration,
+                              **map_fields)
     dev, mdev = ctx.splits["dev"], mctx.splits["dev"]
     for key, model, split in (("dev_before", student, dev), ("dev_after", compact, mdev)):
         logits = model.predict(list(split.inputs.values()), batch_size=64, verbose=0)
@@ -141,9 +143,7 @@ def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, st
         teacher_inputs=list(train.inputs.values()))
     report["slim"] = {"embedding_rank": slim_cfg.embedding_rank, "positions": positions,
                       "best_dev_accuracy": state["best_dev_accuracy"]}
-    fields = _map_fields(map_path, kept)
-    entries += export_variants(slim, slim_cfg, "student-slim", mctx, cfg, ("int8",), map_inputs(calibration, mapping),
-                               **fields)
+    entries += export_variants(slim, slim_cfg, "student-slim", mctx, cfg, ("int8",), mapped_calibration, **map_fields)
     # What a device needs for this one model (the manifest comes on top: ~1 KB per entry).
     report["slim"]["bundle_bytes_without_manifest"] = sum(
         Path(p).stat().st_size for p in (entries[-1]["source"], ctx.vocab, map_path))
@@ -152,8 +152,8 @@ def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, st
     paths, report["buckets"] = export_buckets(slim, slim_cfg, f"student-slim-{quantization}", cfg, mctx, mapping, work)
     main = paths[cfg.model.max_seq_len]
     buckets = {f"bucket_{length}_file": path.name for length, path in paths.items()}
-    fields = _map_fields(map_path, kept)
-    fields["extra_sources"].update({path.name: str(path) for path in paths.values()})
+    fields = {**map_fields, "extra_sources": {**map_fields["extra_sources"],
+                                              **{path.name: str(path) for path in paths.values()}}}
     entries.append(model_entry(f"student-slim-{quantization}", main, quantization, slim_cfg, report["buckets"]["metrics"],
                                buckets=list(paths), float_ops=list(cfg.export.float_ops(quantization)),
                                sparsity=round(encoder_sparsity(main), 4), gzip_bytes=gzip_bytes(main),
