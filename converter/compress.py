@@ -9,9 +9,9 @@ from pathlib import Path
 
 from converter import checkpoint as ck
 from converter.config import KitConfig, ModelConfig
-from converter.distill import DistillationLoss, distill, pack_targets, student_config, teacher_logits
+from converter.distill import distill, distillation_data, student_config
 from converter.model import build_classifier
-from converter.pipeline import Context, export_variants, split_metrics
+from converter.pipeline import Context, calibration_inputs, export_variants, prepare, split_metrics, teacher_pooling
 from converter.prune import prune
 from converter.qat import qat
 
@@ -40,8 +40,6 @@ def load_trained(cfg: KitConfig, model_cfg: ModelConfig, folder: str):
 
 
 def teacher_config(cfg: KitConfig) -> ModelConfig:
-    from converter.pipeline import teacher_pooling
-
     folder = ck.resolve_checkpoint(cfg.checkpoint)
     return ck.from_hf_config(ck.read_hf_config(folder), cfg.model.max_seq_len, teacher_pooling(cfg, folder))
 
@@ -67,8 +65,9 @@ def run_distill(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig,
 def distillation_targets(cfg: KitConfig, teacher, train: tuple):
     """(inputs, [label | teacher logits]) and the distillation loss, for fine-tunes after distill."""
     inputs, labels = train
-    soft = teacher_logits(teacher, inputs, Path(cfg.work_dir) / "teacher_train_logits.npy")
-    return (inputs, pack_targets(labels, soft)), DistillationLoss(cfg.distill.alpha, cfg.distill.temperature)
+    targets, loss = distillation_data(teacher, inputs, labels, Path(cfg.work_dir), cfg.distill.alpha,
+                                      cfg.distill.temperature)
+    return (inputs, targets), loss
 
 
 def run_qat(cfg: KitConfig, ctx: Context, student, student_cfg: ModelConfig, calibration, teacher, resume=False):
@@ -121,7 +120,6 @@ def run_step(cfg: KitConfig, step: str, target: str = "teacher", resume: bool = 
     """One compression step on models fine-tuned earlier in work_dir; its entries join the bundle."""
     from converter.bundle import write_bundle
     from converter.config import LABELS
-    from converter.pipeline import calibration_inputs, prepare
 
     ctx = prepare(cfg, ck.resolve_checkpoint(cfg.checkpoint))
     calibration = calibration_inputs(ctx.splits["train"], cfg.export.num_calibration_examples, cfg.export.calibration_seed)

@@ -78,6 +78,19 @@ def pack_targets(labels: np.ndarray, teacher: np.ndarray) -> np.ndarray:
     return np.concatenate([labels[:, None].astype(np.float32), teacher], axis=1)
 
 
+TEACHER_LOGITS = "teacher_train_logits.npy"  # cached in the work dir
+
+
+def distillation_data(teacher, inputs: list[np.ndarray], labels: np.ndarray, work: Path, alpha: float,
+                      temperature: float, teacher_inputs: list[np.ndarray] | None = None):
+    """-> (targets [label | teacher logits], DistillationLoss) for any fine-tune that learns from the teacher.
+
+    teacher_inputs: the same rows as the teacher reads them, when the student's ids differ
+    (a compact embedding table reads mapped ids)."""
+    soft = teacher_logits(teacher, teacher_inputs or inputs, Path(work) / TEACHER_LOGITS)
+    return pack_targets(labels, soft), DistillationLoss(alpha, temperature)
+
+
 def teacher_logits(teacher, inputs: list[np.ndarray], cache: Path) -> np.ndarray:
     """The frozen teacher's logits on the training inputs, computed once and cached."""
     if cache.is_file():
@@ -96,16 +109,14 @@ def distill(teacher, teacher_cfg: ModelConfig, train: tuple, dev: tuple, cfg: Di
     """Train a student on train=(inputs, labels) against the teacher -> (student, its ModelConfig, state).
 
     Without `student`, one is built from cfg and initialised from the teacher's layers.
-    teacher_inputs: the same rows as the teacher reads them, when the student's ids differ
-    (a compact embedding table reads mapped ids).
+    teacher_inputs: see distillation_data.
     """
     inputs, labels = train
-    soft = teacher_logits(teacher, teacher_inputs or inputs, Path(work_dir).parent / "teacher_train_logits.npy")
+    alpha = cfg.alpha if alpha is None else alpha
+    targets, loss = distillation_data(teacher, inputs, labels, Path(work_dir).parent, alpha, cfg.temperature,
+                                      teacher_inputs)
     if student is None:
         student_cfg = student_config(teacher_cfg, cfg)
         student = init_student(teacher, teacher_cfg, student_cfg)
-    alpha = cfg.alpha if alpha is None else alpha
-    targets = pack_targets(labels, soft)
-    student, state = fit_classifier(student, (inputs, targets), dev, cfg.train, work_dir,
-                                    loss=DistillationLoss(alpha, cfg.temperature), resume=resume)
+    student, state = fit_classifier(student, (inputs, targets), dev, cfg.train, work_dir, loss=loss, resume=resume)
     return student, student_cfg, state
