@@ -151,11 +151,13 @@ def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, st
     quantization = cfg.slim.bucket_quantization
     paths, report["buckets"] = export_buckets(slim, slim_cfg, f"student-slim-{quantization}", cfg, mctx, mapping, work)
     main = paths[cfg.model.max_seq_len]
-    buckets = {f"bucket_{length}_file": path.name for length, path in paths.items()}
+    others = {length: path for length, path in paths.items() if path != main}
+    buckets = {f"bucket_{length}_file": path.name for length, path in others.items()}
     fields = {**map_fields, "extra_sources": {**map_fields["extra_sources"],
-                                              **{path.name: str(path) for path in paths.values()}}}
-    entries.append(model_entry(f"student-slim-{quantization}", main, quantization, slim_cfg, report["buckets"]["metrics"],
-                               buckets=list(paths), float_ops=list(cfg.export.float_ops(quantization)),
-                               sparsity=round(encoder_sparsity(main), 4), gzip_bytes=gzip_bytes(main),
-                               **buckets, **fields))
+                                              **{path.name: str(path) for path in others.values()}}}
+    entry = model_entry(f"student-slim-{quantization}", main, quantization, slim_cfg, report["buckets"]["metrics"],
+                        buckets=list(paths), float_ops=list(cfg.export.float_ops(quantization)),
+                        sparsity=round(encoder_sparsity(main), 4), gzip_bytes=gzip_bytes(main), **buckets, **fields)
+    entry[f"bucket_{cfg.model.max_seq_len}_file"] = entry["file"]  # the seq_len bucket is the entry's own file
+    entries.append(entry)
     return entries, report

@@ -46,6 +46,7 @@ def test_tiny_convert_end_to_end(tmp_path):
     assert bucketed["buckets"] == [7, 16] and bucketed["quantization"] == "dynamic"
     assert report["slim"]["buckets"]["identical_labels"] == 1.0
     assert (tmp_path / "dist" / bucketed["bucket_16_file"]).is_file()
+    assert bucketed["bucket_7_file"] == bucketed["file"]  # the seq_len bucket is not stored twice
 
 
 def test_missing_checkpoint_is_one_line_error(tmp_path):
