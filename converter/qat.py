@@ -9,13 +9,12 @@ scale for the whole matrix: 9.5% of a student's weights rounded to zero, vs 1.4%
 channel), and a per-channel FakeQuant on a Dense kernel makes the TFLite converter fail
 ("'tfl.transpose' op has mismatched quantized axes"). So the kernel quantizer below simulates
 per-channel int8 in training and steps aside while the converter traces the model
-(`exporting()`): the converter then rounds the trained kernels per channel itself, which is
+(`converter.export.tracing_for_export()`): the converter then rounds the trained kernels per channel itself, which is
 exactly the rounding the fine-tune saw (symmetric, narrow range, scale = max|w| / 127). The
 activation ranges learned in QAT are kept by the converter as usual."""
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import tensorflow as tf
@@ -23,6 +22,7 @@ import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
 from converter.config import QatConfig
+from converter.export import tracing_for_export
 from converter.finetune import fit_classifier
 from converter.layers import AddedEmbedding, AttentionCore
 
@@ -52,19 +52,6 @@ class NoOpQuantizeConfig(quantize.QuantizeConfig):
         return {}
 
 
-_EXPORTING = [False]
-
-
-@contextlib.contextmanager
-def exporting():
-    """While active, traced kernel quantizers pass weights through (for the TFLite converter)."""
-    _EXPORTING[0] = True
-    try:
-        yield
-    finally:
-        _EXPORTING[0] = False
-
-
 @keras.utils.register_keras_serializable(package="converter")
 class PerChannelKernelQuantizer(quantize.quantizers.Quantizer):
     """Symmetric narrow-range int8 fake quantization per output channel (last axis) of a kernel.
@@ -75,7 +62,7 @@ class PerChannelKernelQuantizer(quantize.quantizers.Quantizer):
         return {}
 
     def __call__(self, inputs, training, weights, **kwargs):
-        if _EXPORTING[0]:
+        if tracing_for_export():
             return inputs
         bound = tf.stop_gradient(tf.maximum(tf.reduce_max(tf.abs(inputs), axis=list(range(inputs.shape.rank - 1))), 1e-8))
         return tf.quantization.fake_quant_with_min_max_vars_per_channel(inputs, -bound, bound, num_bits=8,
