@@ -48,6 +48,7 @@ def convert(
     seq_len: int = typer.Option(64, help="fixed sequence length of the exported models"),
     epochs: int | None = typer.Option(None), batch_size: int | None = typer.Option(None),
     learning_rate: float | None = typer.Option(None),
+    seed: int | None = typer.Option(None, help="teacher fine-tuning seed (default: chosen on dev, see README)"),
     max_train_examples: int | None = typer.Option(None, help="cap training rows (quick runs)"),
     resume: bool = typer.Option(False, help="continue an interrupted run from work_dir"),
     teacher_only: bool = typer.Option(False, help="skip distillation, QAT and pruning"),
@@ -59,7 +60,7 @@ def convert(
     from converter.pipeline import format_table, run_convert
 
     cfg = _config(checkpoint, data, out, work_dir, seq_len, epochs=epochs, batch_size=batch_size,
-                  learning_rate=learning_rate, max_train_examples=max_train_examples)
+                  learning_rate=learning_rate, max_train_examples=max_train_examples, seed=seed)
     cfg = with_overrides(dataclasses.replace(cfg, compress=not teacher_only, pooling=pooling), "distill",
                          num_layers=student_layers)
     if compress_epochs is not None:
@@ -138,7 +139,10 @@ def qat(
 def slim(
     data: Path | None = typer.Option(None), out: Path = typer.Option(Path("dist")),
     work_dir: Path = typer.Option(Path("work")), seq_len: int = typer.Option(64),
-    keep_heads: float = typer.Option(0.5), keep_ffn: float = typer.Option(0.5),
+    keep_heads: float = typer.Option(0.75, help="student-structured: share of heads kept per layer"),
+    keep_ffn: float = typer.Option(0.5, help="student-structured: share of FFN neurons kept per layer"),
+    slim_keep_heads: float = typer.Option(0.5, help="student-slim: share of heads kept"),
+    slim_keep_ffn: float = typer.Option(0.5, help="student-slim: share of FFN neurons kept"),
     extra_text: str = typer.Option("", help="unlabeled text whose frequent ids the compact table keeps"),
     extra_top_k: int = typer.Option(0), min_count: int = typer.Option(1, help="keep a training id seen this often"),
     embedding_rank: int = typer.Option(160, help="rank of the slim model's factorized word table"),
@@ -151,7 +155,8 @@ def slim(
     from converter.pipeline import format_table
 
     cfg = with_overrides(_config("minilm", data, out, work_dir, seq_len), "slim", keep_heads=keep_heads,
-                         keep_ffn=keep_ffn, extra_text=extra_text, extra_top_k=extra_top_k, min_count=min_count,
+                         keep_ffn=keep_ffn, slim_keep_heads=slim_keep_heads, slim_keep_ffn=slim_keep_ffn,
+                         extra_text=extra_text, extra_top_k=extra_top_k, min_count=min_count,
                          embedding_rank=embedding_rank, bucket_quantization=bucket_quantization)
     cfg = with_overrides(cfg, "slim", slim_recovery=dataclasses.replace(cfg.slim.slim_recovery, epochs=slim_epochs))
     typer.echo(format_table(_run(run_step, cfg, "slim", "student", resume)))

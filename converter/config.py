@@ -118,8 +118,13 @@ class SlimConfig:
     """Beyond the usual toolkit: embedding compaction, structured pruning, length buckets."""
 
     enabled: bool = True
-    keep_heads: float = 0.5  # fraction of attention heads kept per layer
-    keep_ffn: float = 0.5  # fraction of feed-forward neurons kept per layer
+    # student-structured: fraction of attention heads / feed-forward neurons kept per layer.
+    # 75% / 50% is the dev-best point of scripts/structured_sweep.py that is >= 1.5x faster.
+    keep_heads: float = 0.75
+    keep_ffn: float = 0.5
+    # The slim (5 MB) model is cut further: 75% of heads does not fit the size budget.
+    slim_keep_heads: float = 0.5
+    slim_keep_ffn: float = 0.5
     extra_text: str = ""  # optional unlabeled text file: its most frequent ids are kept too
     extra_top_k: int = 0
     min_count: int = 1  # a training id is kept when seen at least this often

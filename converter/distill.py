@@ -13,7 +13,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from converter.config import DistillConfig, ModelConfig
-from converter.finetune import fit_classifier
+from converter.finetune import fit_classifier, seed_everything
 from converter.model import build_classifier
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,7 @@ def distill(teacher, teacher_cfg: ModelConfig, train: tuple, dev: tuple, cfg: Di
                                       teacher_inputs)
     if student is None:
         student_cfg = student_config(teacher_cfg, cfg)
+        seed_everything(cfg.train.seed)  # random init when widths differ
         student = init_student(teacher, teacher_cfg, student_cfg)
     student, state = fit_classifier(student, (inputs, targets), dev, cfg.train, work_dir, loss=loss, resume=resume)
     return student, student_cfg, state

@@ -34,6 +34,12 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         return {"peak": self.peak, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps}
 
 
+def seed_everything(seed: int) -> None:
+    """Python, numpy and TF seeds. Called before a model with fresh layers is built and before
+    training: on this CPU build, same seed + same thread count gives bit-identical weights."""
+    keras.utils.set_random_seed(seed)
+
+
 def make_optimizer(cfg: FinetuneConfig, steps_per_epoch: int, epochs: int | None = None):
     total = steps_per_epoch * (epochs or cfg.epochs)
     schedule = WarmupLinearDecay(cfg.learning_rate, int(total * cfg.warmup_fraction), total)
@@ -104,7 +110,7 @@ def fit_classifier(model, train: tuple, dev: tuple, cfg: FinetuneConfig, work_di
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(cfg.seed)
+    seed_everything(cfg.seed)
     inputs, targets = train
     steps = int(np.ceil(len(targets) / cfg.batch_size))
     model.compile(optimizer=make_optimizer(cfg, steps),

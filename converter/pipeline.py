@@ -120,9 +120,10 @@ def teacher_pooling(cfg: KitConfig, folder: Path) -> str:
 
 
 def train_teacher(cfg: KitConfig, ctx: Context, resume: bool = False):
-    from converter.finetune import fit_classifier
+    from converter.finetune import fit_classifier, seed_everything
 
     folder = Path(cfg.work_dir) / "teacher"
+    seed_everything(cfg.finetune.seed)  # the fresh classifier head is random: unseeded, every run differed
     pooling = teacher_pooling(cfg, ctx.folder) if resume else ck.resolve_pooling(cfg.pooling, ctx.folder)
     model, model_cfg, _, _ = ck.build_from_checkpoint(cfg.checkpoint, cfg.model.max_seq_len, allow_fresh=ck.HEAD_LAYERS,
                                                       pooling=pooling)

@@ -100,6 +100,22 @@ def export_buckets(model, model_cfg: ModelConfig, name: str, cfg: KitConfig, ctx
     return paths, report
 
 
+def structured_student(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, student,
+                       student_cfg: ModelConfig, keep_heads: float, keep_ffn: float, work_name: str, resume: bool):
+    """Remove the least important heads and FFN neurons, then recover by distillation -> (model, cfg, report)."""
+    print(f"structured pruning: keep {keep_heads:.0%} of heads, {keep_ffn:.0%} of FFN neurons", flush=True)
+    heads, neurons = choose(student, student_cfg, keep_heads, keep_ffn)
+    small, small_cfg = slice_model(student, student_cfg, heads, neurons)
+    train, dev = ctx.splits["train"], ctx.splits["dev"]
+    small, small_cfg, state = distill(
+        teacher, teacher_cfg, (list(train.inputs.values()), train.data.labels),
+        (list(dev.inputs.values()), dev.data.labels), replace(cfg.distill, train=cfg.slim.recovery),
+        Path(cfg.work_dir) / work_name, resume=resume, student=small, student_cfg=small_cfg)
+    report = {"keep_heads": keep_heads, "keep_ffn": keep_ffn, "heads": [len(h) for h in heads],
+              "intermediate": [len(n) for n in neurons], "best_dev_accuracy": state["best_dev_accuracy"]}
+    return small, small_cfg, report
+
+
 def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, student, student_cfg: ModelConfig,
              calibration, resume: bool = False):
     """student-compact-int8, student-structured-int8, and the bucketed student-slim-int8 -> (entries, report)."""
@@ -116,17 +132,14 @@ def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, st
         logits = model.predict(list(split.inputs.values()), batch_size=64, verbose=0)
         report[key] = split_metrics(logits, split)["test"]  # split_metrics names its first key "test"
 
-    print(f"structured pruning: keep {cfg.slim.keep_heads:.0%} of heads, {cfg.slim.keep_ffn:.0%} of FFN neurons", flush=True)
-    heads, neurons = choose(student, student_cfg, cfg.slim.keep_heads, cfg.slim.keep_ffn)
-    small, small_cfg = slice_model(student, student_cfg, heads, neurons)
-    train = ctx.splits["train"]
-    small, small_cfg, state = distill(
-        teacher, teacher_cfg, (list(train.inputs.values()), train.data.labels),
-        (list(dev.inputs.values()), dev.data.labels), replace(cfg.distill, train=cfg.slim.recovery),
-        Path(cfg.work_dir) / "student_structured", resume=resume, student=small, student_cfg=small_cfg)
-    report["structured"] = {"heads": [len(h) for h in heads], "intermediate": [len(n) for n in neurons],
-                            "best_dev_accuracy": state["best_dev_accuracy"]}
+    small, small_cfg, report["structured"] = structured_student(
+        cfg, ctx, teacher, teacher_cfg, student, student_cfg, cfg.slim.keep_heads, cfg.slim.keep_ffn,
+        "student_structured", resume)
     entries += export_variants(small, small_cfg, "student-structured", ctx, cfg, ("int8",), calibration)
+    if (cfg.slim.slim_keep_heads, cfg.slim.slim_keep_ffn) != (cfg.slim.keep_heads, cfg.slim.keep_ffn):
+        small, small_cfg, report["slim_structured"] = structured_student(
+            cfg, ctx, teacher, teacher_cfg, student, student_cfg, cfg.slim.slim_keep_heads, cfg.slim.slim_keep_ffn,
+            "student_slim_structured", resume)
 
     # The slim model: structured + compact, word table factorized and position table cut to the
     # longest bucket, then recovered by a second short distillation on mapped ids.
