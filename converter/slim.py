@@ -153,7 +153,7 @@ def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, st
         teacher, teacher_cfg, (list(mtrain.inputs.values()), mtrain.data.labels),
         (list(mdev.inputs.values()), mdev.data.labels), replace(cfg.distill, train=cfg.slim.slim_recovery),
         Path(cfg.work_dir) / "student_slim", resume=resume, student=slim, student_cfg=slim_cfg,
-        teacher_inputs=list(train.inputs.values()))
+        teacher_inputs=list(ctx.splits["train"].inputs.values()))
     report["slim"] = {"embedding_rank": slim_cfg.embedding_rank, "positions": positions,
                       "best_dev_accuracy": state["best_dev_accuracy"]}
     entries += export_variants(slim, slim_cfg, "student-slim", mctx, cfg, ("int8",), mapped_calibration, **map_fields)
