@@ -70,12 +70,16 @@ def distillation_targets(cfg: KitConfig, teacher, train: tuple):
     return (inputs, targets), loss
 
 
-def run_qat(cfg: KitConfig, ctx: Context, student, student_cfg: ModelConfig, calibration, teacher, resume=False):
+def run_qat(cfg: KitConfig, ctx: Context, model, model_cfg: ModelConfig, calibration, teacher, resume=False,
+            prefix: str = "student"):
+    """<prefix>-qat-int8: a short QAT fine-tune on the distillation loss from the (float) teacher.
+
+    For the teacher itself that target is its own float logits: QAT learns to match the float model."""
     train, dev = _data(ctx)
-    print("quantization-aware training of the student (distillation loss from the teacher)", flush=True)
+    print(f"quantization-aware training of the {prefix} (distillation loss from the float teacher)", flush=True)
     train, loss = distillation_targets(cfg, teacher, train)
-    model, state = qat(student, train, dev, cfg.qat, Path(cfg.work_dir) / "student_qat", resume=resume, loss=loss)
-    entries = export_variants(model, student_cfg, "student-qat", ctx, cfg, ("int8",), calibration)
+    quantized, state = qat(model, train, dev, cfg.qat, Path(cfg.work_dir) / f"{prefix}_qat", resume=resume, loss=loss)
+    entries = export_variants(quantized, model_cfg, f"{prefix}-qat", ctx, cfg, ("int8",), calibration)
     return entries, {"best_dev_accuracy": state["best_dev_accuracy"]}
 
 
@@ -102,6 +106,10 @@ def run_compression(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelCon
     student, student_cfg, entries, report = run_distill(cfg, ctx, teacher, teacher_cfg, calibration, resume)
     report = {"distillation": report}
     qat_entries, report["qat"] = run_qat(cfg, ctx, student, student_cfg, calibration, teacher, resume)
+    if cfg.qat.teacher:
+        teacher_qat, report["teacher_qat"] = run_qat(cfg, ctx, teacher, teacher_cfg, calibration, teacher, resume,
+                                                     prefix="teacher")
+        qat_entries += teacher_qat
     teacher_entries, report["teacher_pruning"] = run_prune(cfg, ctx, teacher, teacher_cfg, "teacher", calibration,
                                                            resume=resume)
     student_entries, report["student_pruning"] = run_prune(cfg, ctx, student, student_cfg, "student", calibration,
@@ -121,6 +129,8 @@ def run_step(cfg: KitConfig, step: str, target: str = "teacher", resume: bool = 
     from converter.bundle import write_bundle
     from converter.config import LABELS
 
+    if target not in ("teacher", "student"):
+        raise ValueError(f"--model must be teacher or student, not {target!r}")
     ctx = prepare(cfg, ck.resolve_checkpoint(cfg.checkpoint))
     calibration = calibration_inputs(ctx.splits["train"], cfg.export.num_calibration_examples, cfg.export.calibration_seed)
     teacher_cfg = teacher_config(cfg)
@@ -136,10 +146,10 @@ def run_step(cfg: KitConfig, step: str, target: str = "teacher", resume: bool = 
         (Path(cfg.work_dir) / "report_slim.json").write_text(json.dumps(report, indent=2))
     else:
         student_cfg = student_config(teacher_cfg, cfg.distill)
-        model, model_cfg = ((teacher, teacher_cfg) if target == "teacher" and step == "prune"
+        model, model_cfg = ((teacher, teacher_cfg) if target == "teacher"
                             else (load_trained(cfg, student_cfg, "student"), student_cfg))
         if step == "qat":
-            entries = run_qat(cfg, ctx, model, model_cfg, calibration, teacher, resume)[0]
+            entries = run_qat(cfg, ctx, model, model_cfg, calibration, teacher, resume, prefix=target)[0]
         elif step == "prune":
             entries = run_prune(cfg, ctx, model, model_cfg, target, calibration, with_pqat=target == "student",
                                 quantizations=("dynamic", "int8") if target == "teacher" else ("int8",), resume=resume)[0]

@@ -27,7 +27,7 @@ def test_tiny_convert_end_to_end(tmp_path):
     manifest = json.loads((tmp_path / "dist" / "manifest.json").read_text())
     names = [m["name"] for m in manifest["models"]]
     for name in ("teacher-float32", "teacher-dynamic", "teacher-float16", "teacher-int8", "student-float32",
-                 "student-dynamic", "student-float16", "student-int8", "student-int16x8", "student-qat-int8",
+                 "student-dynamic", "student-float16", "student-int8", "student-int16x8", "student-qat-int8", "teacher-qat-int8",
                  "teacher-pruned50-dynamic", "teacher-pruned50-int8", "student-pruned50-int8",
                  "student-pruned50-pqat-int8", "student-compact-int8", "student-structured-int8",
                  "student-slim-int8", "student-slim-dynamic"):
