@@ -145,11 +145,17 @@ def run_convert(cfg: KitConfig, resume: bool = False) -> dict:
     model, model_cfg, _ = train_teacher(cfg, ctx, resume)
     calibration = calibration_inputs(ctx.splits["train"], cfg.export.num_calibration_examples, cfg.export.calibration_seed)
     entries = export_variants(model, model_cfg, "teacher", ctx, cfg, calibration=calibration)
+    # A fresh bundle (nothing kept from an earlier run), usable from here on; compression adds to it.
+    manifest = write_bundle(Path(cfg.out_dir), entries, ctx.vocab, LABELS, model_cfg.max_seq_len, ctx.do_lower_case,
+                            keep_existing=False)
     if cfg.compress:
         from converter.compress import run_compression
 
-        entries += run_compression(cfg, ctx, model, model_cfg, calibration, resume)[0]
-    return write_bundle(Path(cfg.out_dir), entries, ctx.vocab, LABELS, model_cfg.max_seq_len, ctx.do_lower_case)
+        print(f"teacher bundle written to {cfg.out_dir}/:\n{format_table(manifest)}\ncompression next", flush=True)
+        entries = run_compression(cfg, ctx, model, model_cfg, calibration, resume)[0]
+        manifest = write_bundle(Path(cfg.out_dir), entries, ctx.vocab, LABELS, model_cfg.max_seq_len,
+                                ctx.do_lower_case)
+    return manifest
 
 
 def read_calibration_texts(path: Path) -> list[str]:

@@ -4,6 +4,7 @@ import json
 
 from typer.testing import CliRunner
 
+from converter.bundle import read_manifest, write_bundle
 from converter.cli import app
 from converter.tflite_stats import encoder_sparsity
 from tests.helpers import TINY_BERT, write_split
@@ -55,3 +56,19 @@ def test_tiny_convert_end_to_end(tmp_path):
 def test_missing_checkpoint_is_one_line_error(tmp_path):
     result = runner.invoke(app, ["convert", "--checkpoint", str(tmp_path / "none"), "--data", str(write_split(tmp_path / "d"))])
     assert result.exit_code == 1 and "checkpoint folder not found" in result.output
+
+
+def test_convert_starts_a_fresh_bundle(tmp_path):
+    """Models of an earlier bundle in --out do not survive a new convert (they belong to another teacher)."""
+    data = write_split(tmp_path / "data")
+    args = ["convert", "--checkpoint", str(TINY_BERT), "--data", str(data), "--out", str(tmp_path / "dist"),
+            "--work-dir", str(tmp_path / "work"), "--seq-len", "7", "--epochs", "1", "--batch-size", "4", "--teacher-only"]
+    assert runner.invoke(app, args).exit_code == 0
+    manifest = read_manifest(tmp_path / "dist")
+    stale = dict(manifest["models"][0], name="student-stale", source=str(tmp_path / "dist" / manifest["models"][0]["file"]))
+    write_bundle(tmp_path / "dist", [stale], tmp_path / "dist" / "vocab.txt", manifest["labels"], 7, True)
+    assert "student-stale" in {m["name"] for m in read_manifest(tmp_path / "dist")["models"]}
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    names = {m["name"] for m in read_manifest(tmp_path / "dist")["models"]}
+    assert names == {"teacher-float32", "teacher-dynamic", "teacher-float16", "teacher-int8"}
