@@ -11,17 +11,12 @@ from converter import checkpoint as ck
 from converter.config import KitConfig, ModelConfig
 from converter.distill import distill, distillation_data, student_config
 from converter.model import build_classifier
-from converter.pipeline import Context, calibration_inputs, export_variants, prepare, split_metrics, teacher_pooling
+from converter.pipeline import Context, calibration_inputs, export_variants, prepare, split_metrics, teacher_pooling, train_dev
 from converter.prune import prune
 from converter.qat import qat
 
 log = logging.getLogger(__name__)
 STUDENT_QUANTIZATIONS = ("float32", "dynamic", "float16", "int8", "int16x8")
-
-
-def _data(ctx: Context):
-    train, dev = ctx.splits["train"], ctx.splits["dev"]
-    return (list(train.inputs.values()), train.data.labels), (list(dev.inputs.values()), dev.data.labels)
 
 
 def keras_test_metrics(model, ctx: Context) -> dict:
@@ -46,7 +41,7 @@ def teacher_config(cfg: KitConfig) -> ModelConfig:
 
 def run_distill(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, calibration, resume=False):
     """Student (+ the alpha = 1 ablation) -> (student, its config, entries, report)."""
-    train, dev = _data(ctx)
+    train, dev = train_dev(ctx)
     work = Path(cfg.work_dir)
     print(f"distilling a {cfg.distill.num_layers}-layer student (alpha {cfg.distill.alpha}, T {cfg.distill.temperature})",
           flush=True)
@@ -75,7 +70,7 @@ def run_qat(cfg: KitConfig, ctx: Context, model, model_cfg: ModelConfig, calibra
     """<prefix>-qat-int8: a short QAT fine-tune on the distillation loss from the (float) teacher.
 
     For the teacher itself that target is its own float logits: QAT learns to match the float model."""
-    train, dev = _data(ctx)
+    train, dev = train_dev(ctx)
     print(f"quantization-aware training of the {prefix} (distillation loss from the float teacher)", flush=True)
     train, loss = distillation_targets(cfg, teacher, train)
     quantized, state = qat(model, train, dev, cfg.qat, Path(cfg.work_dir) / f"{prefix}_qat", resume=resume, loss=loss)
@@ -86,7 +81,7 @@ def run_qat(cfg: KitConfig, ctx: Context, model, model_cfg: ModelConfig, calibra
 def run_prune(cfg: KitConfig, ctx: Context, model, model_cfg: ModelConfig, prefix: str, calibration,
               quantizations=("dynamic", "int8"), with_pqat: bool = False, resume=False):
     """Prune `model` to the target sparsity; export; optionally add prune-preserving QAT."""
-    train, dev = _data(ctx)
+    train, dev = train_dev(ctx)
     tag = f"{prefix}-pruned{round(cfg.prune.target_sparsity * 100)}"
     print(f"{tag}: magnitude pruning to {cfg.prune.target_sparsity:.0%} of encoder Dense weights", flush=True)
     pruned, state = prune(model, train, dev, cfg.prune, Path(cfg.work_dir) / tag.replace("-", "_"), resume=resume)

@@ -49,6 +49,12 @@ def prepare(cfg: KitConfig, folder: Path, splits: dict[str, Dataset] | None = No
     return Context(folder, settings["vocab"], settings["do_lower_case"], encoded)
 
 
+def train_dev(ctx: Context):
+    """((train inputs, train labels), (dev inputs, dev labels)): what every fine-tune takes."""
+    train, dev = ctx.splits["train"], ctx.splits["dev"]
+    return (list(train.inputs.values()), train.data.labels), (list(dev.inputs.values()), dev.data.labels)
+
+
 def split_metrics(logits: np.ndarray, split: Split, labels=LABELS) -> dict:
     """{test, test_allagree} accuracy and macro-F1; predictions mapped from `labels` order to ours."""
     to_ours = np.array([LABELS.index(label) for label in labels])
@@ -129,12 +135,10 @@ def train_teacher(cfg: KitConfig, ctx: Context, resume: bool = False):
                                                       pooling=pooling)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "head.json").write_text(json.dumps({"pooling": pooling}) + "\n")
-    train, dev = ctx.splits["train"], ctx.splits["dev"]
-    print(f"fine-tuning teacher: {len(train.data)} train / {len(dev.data)} dev sentences, "
+    train, dev = train_dev(ctx)
+    print(f"fine-tuning teacher: {len(train[1])} train / {len(dev[1])} dev sentences, "
           f"{cfg.finetune.epochs} epochs", flush=True)
-    model, state = fit_classifier(model, (list(train.inputs.values()), train.data.labels),
-                                  (list(dev.inputs.values()), dev.data.labels), cfg.finetune,
-                                  folder, resume=resume)
+    model, state = fit_classifier(model, train, dev, cfg.finetune, folder, resume=resume)
     return model, model_cfg, state
 
 

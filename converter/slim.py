@@ -14,7 +14,7 @@ from converter.config import KitConfig, ModelConfig
 from converter.distill import distill
 from converter.export import export_tflite
 from converter.model import build_classifier
-from converter.pipeline import Context, Split, export_variants, split_metrics
+from converter.pipeline import Context, Split, export_variants, split_metrics, train_dev
 from converter.structured import choose, slice_model
 from converter.tflite_stats import encoder_sparsity, gzip_bytes
 from converter.tokenize import encode, load_tokenizer
@@ -106,10 +106,8 @@ def structured_student(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: Model
     print(f"structured pruning: keep {keep_heads:.0%} of heads, {keep_ffn:.0%} of FFN neurons", flush=True)
     heads, neurons = choose(student, student_cfg, keep_heads, keep_ffn)
     small, small_cfg = slice_model(student, student_cfg, heads, neurons)
-    train, dev = ctx.splits["train"], ctx.splits["dev"]
     small, small_cfg, state = distill(
-        teacher, teacher_cfg, (list(train.inputs.values()), train.data.labels),
-        (list(dev.inputs.values()), dev.data.labels), replace(cfg.distill, train=cfg.slim.recovery),
+        teacher, teacher_cfg, *train_dev(ctx), replace(cfg.distill, train=cfg.slim.recovery),
         Path(cfg.work_dir) / work_name, resume=resume, student=small, student_cfg=small_cfg)
     report = {"keep_heads": keep_heads, "keep_ffn": keep_ffn, "heads": [len(h) for h in heads],
               "intermediate": [len(n) for n in neurons], "best_dev_accuracy": state["best_dev_accuracy"]}
@@ -148,10 +146,8 @@ def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, st
     slim, slim_cfg = factorize_embeddings(slim, slim_cfg, cfg.slim.embedding_rank, positions)
     print(f"slim student: {len(kept)} embedding rows at rank {slim_cfg.embedding_rank}, {positions} positions",
           flush=True)
-    mtrain = mctx.splits["train"]
     slim, slim_cfg, state = distill(
-        teacher, teacher_cfg, (list(mtrain.inputs.values()), mtrain.data.labels),
-        (list(mdev.inputs.values()), mdev.data.labels), replace(cfg.distill, train=cfg.slim.slim_recovery),
+        teacher, teacher_cfg, *train_dev(mctx), replace(cfg.distill, train=cfg.slim.slim_recovery),
         Path(cfg.work_dir) / "student_slim", resume=resume, student=slim, student_cfg=slim_cfg,
         teacher_inputs=list(ctx.splits["train"].inputs.values()))
     report["slim"] = {"embedding_rank": slim_cfg.embedding_rank, "positions": positions,

@@ -14,10 +14,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from converter import checkpoint as ck  # noqa: E402
-from converter.compress import _data, load_trained, teacher_config  # noqa: E402
+from converter.compress import load_trained, teacher_config  # noqa: E402
 from converter.config import KitConfig  # noqa: E402
 from converter.distill import distill  # noqa: E402
-from converter.pipeline import prepare  # noqa: E402
+from converter.pipeline import prepare, train_dev  # noqa: E402
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
     ctx = prepare(cfg, ck.resolve_checkpoint(cfg.checkpoint))
     teacher_cfg = teacher_config(cfg)
     teacher = load_trained(cfg, teacher_cfg, "teacher")
-    train, dev = _data(ctx)
+    train, dev = train_dev(ctx)
     distill_cfg = replace(cfg.distill, train=replace(cfg.distill.train, epochs=args.epochs))
     rows = []
     for alpha in map(float, args.alphas.split(",")):

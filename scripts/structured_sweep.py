@@ -24,10 +24,10 @@ sys.path.insert(0, str(ROOT))
 
 from converter import checkpoint as ck  # noqa: E402
 from converter.bundle import write_bundle  # noqa: E402
-from converter.compress import _data, load_trained, teacher_config  # noqa: E402
+from converter.compress import load_trained, teacher_config  # noqa: E402
 from converter.config import LABELS, KitConfig  # noqa: E402
 from converter.distill import distill, student_config  # noqa: E402
-from converter.pipeline import calibration_inputs, export_variants, prepare  # noqa: E402
+from converter.pipeline import calibration_inputs, export_variants, prepare, train_dev  # noqa: E402
 from converter.structured import choose, slice_model  # noqa: E402
 from device_runtime.bench import run_bench  # noqa: E402
 
@@ -53,7 +53,7 @@ def main() -> None:
     teacher = load_trained(cfg, teacher_cfg, "teacher")
     student_cfg = student_config(teacher_cfg, cfg.distill)
     student = load_trained(cfg, student_cfg, "student")
-    train, dev = _data(ctx)
+    train, dev = train_dev(ctx)
     calibration = calibration_inputs(ctx.splits["train"], cfg.export.num_calibration_examples, cfg.export.calibration_seed)
     work = Path(args.work_dir) / "structured_sweep"
     sweep_cfg = replace(cfg, work_dir=str(work))
