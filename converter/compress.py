@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from converter import checkpoint as ck
+from converter.augment import token_id
 from converter.config import KitConfig, ModelConfig
 from converter.distill import distill, distillation_data, student_config
 from converter.model import build_classifier
@@ -45,13 +47,15 @@ def run_distill(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig,
     work = Path(cfg.work_dir)
     print(f"distilling a {cfg.distill.num_layers}-layer student (alpha {cfg.distill.alpha}, T {cfg.distill.temperature})",
           flush=True)
-    student, student_cfg, state = distill(teacher, teacher_cfg, train, dev, cfg.distill, work / "student", resume=resume)
+    student, student_cfg, state = distill(teacher, teacher_cfg, train, dev, cfg.distill, work / "student", resume=resume,
+                                          mask_id=token_id(ctx.vocab))
     report = {"alpha": cfg.distill.alpha, "temperature": cfg.distill.temperature,
               "distilled": {"best_dev_accuracy": state["best_dev_accuracy"], **keras_test_metrics(student, ctx)}}
     if cfg.distill.run_ablation:
         print("ablation: the same student on hard labels only (alpha = 1)", flush=True)
-        hard, _, hard_state = distill(teacher, teacher_cfg, train, dev, cfg.distill, work / "student_hard",
-                                      alpha=1.0, resume=resume)
+        # No teacher at all: the original sentences only (no teacher-labelled augmented copies).
+        hard, _, hard_state = distill(teacher, teacher_cfg, train, dev, replace(cfg.distill, augment_copies=0),
+                                      work / "student_hard", alpha=1.0, resume=resume)
         report["hard_labels"] = {"best_dev_accuracy": hard_state["best_dev_accuracy"], **keras_test_metrics(hard, ctx)}
     entries = export_variants(student, student_cfg, "student", ctx, cfg, STUDENT_QUANTIZATIONS, calibration)
     return student, student_cfg, entries, report

@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from converter.augment import augment_ids
 from converter.config import DistillConfig, ModelConfig
 from converter.finetune import fit_classifier, seed_everything
 from converter.model import build_classifier
@@ -105,19 +106,35 @@ def teacher_logits(teacher, inputs: list[np.ndarray], cache: Path) -> np.ndarray
 
 def distill(teacher, teacher_cfg: ModelConfig, train: tuple, dev: tuple, cfg: DistillConfig, work_dir: Path,
             alpha: float | None = None, resume: bool = False, student=None, student_cfg: ModelConfig | None = None,
-            teacher_inputs: list[np.ndarray] | None = None):
+            teacher_inputs: list[np.ndarray] | None = None, mask_id: int | None = None):
     """Train a student on train=(inputs, labels) against the teacher -> (student, its ModelConfig, state).
 
     Without `student`, one is built from cfg and initialised from the teacher's layers.
-    teacher_inputs: see distillation_data.
+    teacher_inputs: see distillation_data. mask_id: the vocabulary's [MASK] id, for cfg.augment_copies.
     """
     inputs, labels = train
     alpha = cfg.alpha if alpha is None else alpha
     targets, loss = distillation_data(teacher, inputs, labels, Path(work_dir).parent, alpha, cfg.temperature,
                                       teacher_inputs)
+    if cfg.augment_copies and teacher_inputs is None:
+        inputs, targets = augmented(teacher, inputs, labels, targets, cfg, mask_id, Path(work_dir).parent)
     if student is None:
         student_cfg = student_config(teacher_cfg, cfg)
         seed_everything(cfg.train.seed)  # random init when widths differ
         student = init_student(teacher, teacher_cfg, student_cfg)
     student, state = fit_classifier(student, (inputs, targets), dev, cfg.train, work_dir, loss=loss, resume=resume)
     return student, student_cfg, state
+
+
+def augmented(teacher, inputs: list[np.ndarray], labels: np.ndarray, targets: np.ndarray, cfg: DistillConfig,
+              mask_id: int | None, work: Path):
+    """Append cfg.augment_copies perturbed copies of the training rows, labelled by the teacher's logits."""
+    if mask_id is None:
+        raise ValueError("distill.augment_copies > 0 needs the vocabulary's [MASK] id")
+    ids, mask, rows = augment_ids(inputs[0], inputs[1], cfg.augment_copies, cfg.augment_mask_prob,
+                                  cfg.augment_drop_prob, mask_id, cfg.train.seed)
+    tag = f"{cfg.augment_copies}x_m{cfg.augment_mask_prob}_d{cfg.augment_drop_prob}_s{cfg.train.seed}"
+    print(f"distillation data: {len(labels)} sentences + {len(rows)} augmented copies ({tag})", flush=True)
+    soft = teacher_logits(teacher, [ids, mask], work / f"teacher_augmented_{tag}_logits.npy")
+    return ([np.concatenate([inputs[0], ids]), np.concatenate([inputs[1], mask])],
+            np.concatenate([targets, pack_targets(labels[rows], soft)]))
