@@ -80,6 +80,7 @@ def pack_targets(labels: np.ndarray, teacher: np.ndarray) -> np.ndarray:
 
 
 TEACHER_LOGITS = "teacher_train_logits.npy"  # cached in the work dir
+CACHE_PROBE_ROWS = 8
 
 
 def distillation_data(teacher, inputs: list[np.ndarray], labels: np.ndarray, work: Path, alpha: float,
@@ -93,11 +94,17 @@ def distillation_data(teacher, inputs: list[np.ndarray], labels: np.ndarray, wor
 
 
 def teacher_logits(teacher, inputs: list[np.ndarray], cache: Path) -> np.ndarray:
-    """The frozen teacher's logits on the training inputs, computed once and cached."""
+    """The frozen teacher's logits on the training inputs, computed once and cached.
+
+    A cache is reused only if it has one row per input and its first rows match this teacher
+    (a work dir reused with a retrained teacher must not feed the student the old teacher)."""
     if cache.is_file():
         logits = np.load(cache)
-        if len(logits) == len(inputs[0]):
+        probe = [x[:CACHE_PROBE_ROWS] for x in inputs]
+        if len(logits) == len(inputs[0]) and np.allclose(
+                teacher.predict(probe, verbose=0), logits[:CACHE_PROBE_ROWS], atol=1e-4):
             return logits
+        log.info("%s: cached logits are not this teacher's on these inputs; recomputing", cache)
     logits = teacher.predict(inputs, batch_size=64, verbose=0).astype(np.float32)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.save(cache, logits)

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from converter.augment import augment_ids
 from converter.checkpoint import build_from_checkpoint
 from converter.config import DistillConfig, ExportConfig, FinetuneConfig, PruneConfig, QatConfig
-from converter.distill import DistillationLoss, init_student, student_config, teacher_layer_map
+from converter.distill import DistillationLoss, distill, init_student, student_config, teacher_layer_map, teacher_logits
 from converter.export import export_tflite, tflite_logits
 from converter.prune import kernel_sparsity, prune, prune_targets
 from converter.qat import PerChannelKernelQuantizer, qat
@@ -124,3 +125,25 @@ def test_no_lambda_layers_in_any_built_model(tiny, tmp_path):
         classes = {layer.__class__.__name__ for layer in built.layers}
         inner = {layer.layer.__class__.__name__ for layer in built.layers if hasattr(layer, "layer")}
         assert not (classes | inner) & FORBIDDEN, built.name
+
+
+def test_augmented_distillation_learns_from_teacher_logits_of_the_copies(tiny, tmp_path):
+    teacher, cfg, train, dev = tiny
+    distill_cfg = DistillConfig(num_layers=1, augment_copies=1, augment_mask_prob=0.3, augment_drop_prob=0.2,
+                                train=replace(QUICK, epochs=1))
+    with pytest.raises(ValueError, match="\\[MASK\\] id"):
+        distill(teacher, cfg, train, dev, distill_cfg, tmp_path / "work" / "none")
+    distill(teacher, cfg, train, dev, distill_cfg, tmp_path / "work" / "student", mask_id=4)
+    ids, mask, _ = augment_ids(*train[0], 1, 0.3, 0.2, 4, QUICK.seed)
+    assert not np.array_equal(ids, train[0][0])
+    cached = np.load(next((tmp_path / "work").glob("teacher_augmented_1x*_logits.npy")))
+    np.testing.assert_allclose(cached, teacher.predict([ids, mask], verbose=0), atol=1e-5)
+
+
+def test_cached_teacher_logits_of_another_teacher_are_recomputed(tiny, tmp_path):
+    teacher, _, train, _ = tiny
+    cache = tmp_path / "logits.npy"
+    fresh = teacher_logits(teacher, train[0], cache)
+    np.save(cache, fresh + 1.0)  # as if written by an earlier, different teacher
+    np.testing.assert_allclose(teacher_logits(teacher, train[0], cache), fresh, atol=1e-5)
+    np.testing.assert_allclose(np.load(cache), fresh, atol=1e-5)
