@@ -128,12 +128,16 @@ def qat(
     data: Path | None = typer.Option(None), out: Path = typer.Option(Path("dist")),
     work_dir: Path = typer.Option(Path("work")), seq_len: int = typer.Option(64), resume: bool = typer.Option(False),
     model: str = typer.Option("student", help="student or teacher"),
+    target: str | None = typer.Option(None, help="whose float logits QAT learns: teacher or self (default: config)"),
 ):
     """Quantization-aware fine-tune of the distilled student (or the teacher), exported as full int8."""
     from converter.compress import run_step
     from converter.pipeline import format_table
 
-    typer.echo(format_table(_run(run_step, _config("minilm", data, out, work_dir, seq_len), "qat", model, resume)))
+    cfg = _config("minilm", data, out, work_dir, seq_len)
+    if target is not None:
+        cfg = with_overrides(cfg, "qat", target=target)
+    typer.echo(format_table(_run(run_step, cfg, "qat", model, resume)))
 
 
 @app.command()

@@ -61,23 +61,32 @@ def run_distill(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig,
     return student, student_cfg, entries, report
 
 
-def distillation_targets(cfg: KitConfig, teacher, train: tuple):
-    """(inputs, [label | teacher logits]) and the distillation loss, for fine-tunes after distill."""
+def distillation_targets(cfg: KitConfig, teacher, train: tuple, cache_dir: Path | None = None):
+    """(inputs, [label | teacher logits]) and the distillation loss, for fine-tunes after distill.
+
+    cache_dir: where the logits are cached (default: the work dir, the teacher's cache)."""
     inputs, labels = train
-    targets, loss = distillation_data(teacher, inputs, labels, Path(cfg.work_dir), cfg.distill.alpha,
+    targets, loss = distillation_data(teacher, inputs, labels, cache_dir or Path(cfg.work_dir), cfg.distill.alpha,
                                       cfg.distill.temperature)
     return (inputs, targets), loss
 
 
 def run_qat(cfg: KitConfig, ctx: Context, model, model_cfg: ModelConfig, calibration, teacher, resume=False,
             prefix: str = "student"):
-    """<prefix>-qat-int8: a short QAT fine-tune on the distillation loss from the (float) teacher.
+    """<prefix>-qat-int8: a short QAT fine-tune on the distillation loss, then full int8.
 
-    For the teacher itself that target is its own float logits: QAT learns to match the float model."""
+    The target's logits come from the float teacher (cfg.qat.target "teacher") or from the float
+    model being quantized ("self": QAT learns to match its own float model, not to learn more).
+    For the teacher both are the same."""
+    if cfg.qat.target not in ("teacher", "self"):
+        raise ValueError(f"qat.target: {cfg.qat.target!r}; expected 'teacher' or 'self'")
     train, dev = train_dev(ctx)
-    print(f"quantization-aware training of the {prefix} (distillation loss from the float teacher)", flush=True)
-    train, loss = distillation_targets(cfg, teacher, train)
-    quantized, state = qat(model, train, dev, cfg.qat, Path(cfg.work_dir) / f"{prefix}_qat", resume=resume, loss=loss)
+    work = Path(cfg.work_dir) / f"{prefix}_qat"
+    source = teacher if cfg.qat.target == "teacher" else model
+    print(f"quantization-aware training of the {prefix} (distillation loss from the float "
+          f"{'teacher' if source is teacher else prefix})", flush=True)
+    train, loss = distillation_targets(cfg, source, train, None if source is teacher else work)
+    quantized, state = qat(model, train, dev, cfg.qat, work, resume=resume, loss=loss)
     entries = export_variants(quantized, model_cfg, f"{prefix}-qat", ctx, cfg, ("int8",), calibration)
     return entries, {"best_dev_accuracy": state["best_dev_accuracy"]}
 

@@ -116,6 +116,8 @@ class QatConfig:
     """TF-MOT quantization-aware fine-tuning of the student (and of the teacher: teacher-qat-int8)."""
 
     teacher: bool = True  # also QAT the teacher, for when its post-training int8 loses too much
+    # Whose float logits the QAT fine-tune learns: "teacher", or "self" (the float model being quantized).
+    target: str = "teacher"
     train: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(epochs=1, learning_rate=1e-5, warmup_fraction=0.0))
 
 
