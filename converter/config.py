@@ -118,6 +118,8 @@ class QatConfig:
     teacher: bool = True  # also QAT the teacher, for when its post-training int8 loses too much
     # Whose float logits the QAT fine-tune learns: "teacher", or "self" (the float model being quantized).
     target: str = "teacher"
+    # Activation ranges: "moving_average" of batch min/max (TF-MOT's default) or "all_values" (global min/max).
+    activation_range: str = "moving_average"
     train: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(epochs=1, learning_rate=1e-5, warmup_fraction=0.0))
 
 

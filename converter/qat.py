@@ -79,13 +79,24 @@ class PerChannelKernelQuantizer(quantize.quantizers.Quantizer):
 
 
 @keras.utils.register_keras_serializable(package="converter")
-class DenseQuantizeConfig(quantize.QuantizeConfig):
-    """Dense: per-channel kernel (above), 8-bit asymmetric moving-average range on the output."""
+def activation_quantizer(activation_range: str):
+    """8-bit asymmetric per-tensor range: "moving_average" of batch min/max (TF-MOT's default), or
+    "all_values", the min/max over every batch seen (what post-training calibration takes)."""
+    kinds = {"moving_average": quantize.quantizers.MovingAverageQuantizer,
+             "all_values": quantize.quantizers.AllValuesQuantizer}
+    if activation_range not in kinds:
+        raise ValueError(f"qat.activation_range: {activation_range!r}; expected one of {sorted(kinds)}")
+    return kinds[activation_range](num_bits=8, per_axis=False, symmetric=False, narrow_range=False)
 
-    def __init__(self):
+
+@keras.utils.register_keras_serializable(package="converter")
+class DenseQuantizeConfig(quantize.QuantizeConfig):
+    """Dense: per-channel kernel (above), 8-bit asymmetric range on the output."""
+
+    def __init__(self, activation_range: str = "moving_average"):
+        self.activation_range = activation_range
         self.kernel_quantizer = PerChannelKernelQuantizer()
-        self.activation_quantizer = quantize.quantizers.MovingAverageQuantizer(
-            num_bits=8, per_axis=False, symmetric=False, narrow_range=False)
+        self.activation_quantizer = activation_quantizer(activation_range)
 
     def get_weights_and_quantizers(self, layer):
         return [(layer.kernel, self.kernel_quantizer)]
@@ -103,7 +114,7 @@ class DenseQuantizeConfig(quantize.QuantizeConfig):
         return []
 
     def get_config(self):
-        return {}
+        return {"activation_range": self.activation_range}
 
 
 @keras.utils.register_keras_serializable(package="converter")
@@ -113,38 +124,44 @@ class OutputQuantizeConfig(NoOpQuantizeConfig):
     The int8 file quantizes every FULLY_CONNECTED input; without this, QAT would train on float
     Dense inputs that the exported model never sees (LayerNorm, GELU and attention outputs)."""
 
+    def __init__(self, activation_range: str = "moving_average"):
+        self.activation_range = activation_range
+
     def get_output_quantizers(self, layer):
-        return [quantize.quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
-                                                           narrow_range=False)]
+        return [activation_quantizer(self.activation_range)]
+
+    def get_config(self):
+        return {"activation_range": self.activation_range}
 
 
 # Layer classes kept float on purpose, each with an explicit config (never silently skipped).
 FLOAT_LAYERS = (AttentionCore, AddedEmbedding, keras.layers.LayerNormalization, keras.layers.Activation)
 
 
-def float_layer_config(layer) -> NoOpQuantizeConfig:
+def float_layer_config(layer, activation_range: str = "moving_average") -> NoOpQuantizeConfig:
     """Outputs read by a Dense (LayerNorm, GELU, attention context) get an int8 output range."""
     feeds_dense = isinstance(layer, (AttentionCore, keras.layers.LayerNormalization)) or (
         isinstance(layer, keras.layers.Activation) and layer.get_config()["activation"] == "gelu")
-    return OutputQuantizeConfig() if feeds_dense else NoOpQuantizeConfig()
+    return OutputQuantizeConfig(activation_range) if feeds_dense else NoOpQuantizeConfig()
 
 
-def annotate(model, per_channel: bool = True) -> keras.Model:
+def annotate(model, per_channel: bool = True, activation_range: str = "moving_average") -> keras.Model:
     """Annotate every Dense (per-channel config, or TF-MOT's scheme default) and the float layers (NoOp)."""
     from converter.scopes import custom_objects
 
     def mark(layer):
         if isinstance(layer, keras.layers.Dense):
-            return quantize.quantize_annotate_layer(layer, quantize_config=DenseQuantizeConfig() if per_channel else None)
+            config = DenseQuantizeConfig(activation_range) if per_channel else None
+            return quantize.quantize_annotate_layer(layer, quantize_config=config)
         if isinstance(layer, FLOAT_LAYERS):
-            return quantize.quantize_annotate_layer(layer, quantize_config=float_layer_config(layer))
+            return quantize.quantize_annotate_layer(layer, quantize_config=float_layer_config(layer, activation_range))
         return layer
 
     with keras.utils.custom_object_scope(custom_objects()):
         return keras.models.clone_model(model, clone_function=mark)
 
 
-def quantize_model(model, preserve_sparsity: bool = False) -> keras.Model:
+def quantize_model(model, preserve_sparsity: bool = False, activation_range: str = "moving_average") -> keras.Model:
     """annotate + quantize_apply.
 
     preserve_sparsity uses TF-MOT's prune-preserving QAT scheme, whose own Dense quantizer keeps
@@ -154,8 +171,8 @@ def quantize_model(model, preserve_sparsity: bool = False) -> keras.Model:
     with quantize.quantize_scope(custom_objects()):
         if preserve_sparsity:
             scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
-            return quantize.quantize_apply(annotate(model, per_channel=False), scheme)
-        return quantize.quantize_apply(annotate(model))
+            return quantize.quantize_apply(annotate(model, per_channel=False, activation_range=activation_range), scheme)
+        return quantize.quantize_apply(annotate(model, activation_range=activation_range))
 
 
 def qat(model, train: tuple, dev: tuple, cfg: QatConfig, work_dir: Path, preserve_sparsity: bool = False,
@@ -164,6 +181,6 @@ def qat(model, train: tuple, dev: tuple, cfg: QatConfig, work_dir: Path, preserv
 
     `loss` (with matching targets in `train`) lets the student keep learning from the teacher.
     """
-    quantized = quantize_model(model, preserve_sparsity)
+    quantized = quantize_model(model, preserve_sparsity, cfg.activation_range)
     with quantize.quantize_scope():
         return fit_classifier(quantized, train, dev, cfg.train, work_dir, resume=resume, loss=loss)

@@ -147,3 +147,22 @@ def test_cached_teacher_logits_of_another_teacher_are_recomputed(tiny, tmp_path)
     np.save(cache, fresh + 1.0)  # as if written by an earlier, different teacher
     np.testing.assert_allclose(teacher_logits(teacher, train[0], cache), fresh, atol=1e-5)
     np.testing.assert_allclose(np.load(cache), fresh, atol=1e-5)
+
+
+def test_qat_activation_range_choice_reaches_every_quantizer(tiny):
+    from tensorflow_model_optimization.quantization.keras import quantizers
+
+    from converter.qat import annotate
+
+    teacher = tiny[0]
+    for kind, cls in (("all_values", quantizers.AllValuesQuantizer),
+                      ("moving_average", quantizers.MovingAverageQuantizer)):
+        configs = [layer.quantize_config for layer in annotate(teacher, activation_range=kind).layers
+                   if hasattr(layer, "quantize_config")]
+        dense = [c for c in configs if hasattr(c, "activation_quantizer")]
+        outputs = [q for c in configs for q in c.get_output_quantizers(None)]
+        assert dense and outputs
+        assert all(isinstance(c.activation_quantizer, cls) for c in dense)
+        assert all(isinstance(q, cls) for q in outputs)
+    with pytest.raises(ValueError, match="qat.activation_range: 'bogus'"):
+        annotate(teacher, activation_range="bogus")
