@@ -78,7 +78,6 @@ class PerChannelKernelQuantizer(quantize.quantizers.Quantizer):
         return not self.__eq__(other)
 
 
-@keras.utils.register_keras_serializable(package="converter")
 def activation_quantizer(activation_range: str):
     """8-bit asymmetric per-tensor range: "moving_average" of batch min/max (TF-MOT's default), or
     "all_values", the min/max over every batch seen (what post-training calibration takes)."""
