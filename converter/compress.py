@@ -41,6 +41,14 @@ def teacher_config(cfg: KitConfig) -> ModelConfig:
     return ck.from_hf_config(ck.read_hf_config(folder), cfg.model.max_seq_len, teacher_pooling(cfg, folder))
 
 
+def trained_teacher(cfg: KitConfig):
+    """(encoded splits, the teacher fine-tuned earlier in work_dir, its ModelConfig): what every
+    step and sweep after `convert` starts from."""
+    ctx = prepare(cfg, ck.resolve_checkpoint(cfg.checkpoint))
+    teacher_cfg = teacher_config(cfg)
+    return ctx, load_trained(cfg, teacher_cfg, "teacher"), teacher_cfg
+
+
 def run_distill(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, calibration, resume=False):
     """Student (+ the alpha = 1 ablation) -> (student, its config, entries, report)."""
     train, dev = train_dev(ctx)
@@ -139,10 +147,8 @@ def run_step(cfg: KitConfig, step: str, target: str = "teacher", resume: bool = 
 
     if target not in ("teacher", "student"):
         raise ValueError(f"--model must be teacher or student, not {target!r}")
-    ctx = prepare(cfg, ck.resolve_checkpoint(cfg.checkpoint))
+    ctx, teacher, teacher_cfg = trained_teacher(cfg)
     calibration = calibration_inputs(ctx.splits["train"], cfg.export.num_calibration_examples, cfg.export.calibration_seed)
-    teacher_cfg = teacher_config(cfg)
-    teacher = load_trained(cfg, teacher_cfg, "teacher")
     if step == "distill":
         entries = run_distill(cfg, ctx, teacher, teacher_cfg, calibration, resume)[2]
     elif step == "slim":

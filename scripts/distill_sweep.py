@@ -13,11 +13,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from converter import checkpoint as ck  # noqa: E402
-from converter.compress import load_trained, teacher_config  # noqa: E402
+from converter.compress import trained_teacher  # noqa: E402
 from converter.config import KitConfig  # noqa: E402
 from converter.distill import distill  # noqa: E402
-from converter.pipeline import prepare, train_dev  # noqa: E402
+from converter.pipeline import train_dev  # noqa: E402
 
 
 def main() -> None:
@@ -27,9 +26,7 @@ def main() -> None:
     parser.add_argument("--temperatures", default="2,4")
     args = parser.parse_args()
     cfg = KitConfig()
-    ctx = prepare(cfg, ck.resolve_checkpoint(cfg.checkpoint))
-    teacher_cfg = teacher_config(cfg)
-    teacher = load_trained(cfg, teacher_cfg, "teacher")
+    ctx, teacher, teacher_cfg = trained_teacher(cfg)
     train, dev = train_dev(ctx)
     distill_cfg = replace(cfg.distill, train=replace(cfg.distill.train, epochs=args.epochs))
     rows = []

@@ -22,12 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from converter import checkpoint as ck  # noqa: E402
 from converter.bundle import write_bundle  # noqa: E402
-from converter.compress import load_trained, teacher_config  # noqa: E402
+from converter.compress import load_trained, trained_teacher  # noqa: E402
 from converter.config import LABELS, KitConfig  # noqa: E402
 from converter.distill import distill, student_config  # noqa: E402
-from converter.pipeline import calibration_inputs, export_variants, prepare, train_dev  # noqa: E402
+from converter.pipeline import calibration_inputs, export_variants, train_dev  # noqa: E402
 from converter.structured import choose, slice_model  # noqa: E402
 from device_runtime.bench import run_bench  # noqa: E402
 
@@ -48,9 +47,7 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = replace(KitConfig(), work_dir=args.work_dir)
-    ctx = prepare(cfg, ck.resolve_checkpoint(cfg.checkpoint))
-    teacher_cfg = teacher_config(cfg)
-    teacher = load_trained(cfg, teacher_cfg, "teacher")
+    ctx, teacher, teacher_cfg = trained_teacher(cfg)
     student_cfg = student_config(teacher_cfg, cfg.distill)
     student = load_trained(cfg, student_cfg, "student")
     train, dev = train_dev(ctx)
