@@ -7,7 +7,7 @@ ARGS   ?=
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint format test test-slow convert export bench arm-check fixtures clean
+.PHONY: help install lint format test test-slow convert ablation export bench arm-check fixtures clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ test-slow: install ## real-checkpoint and training tests
 
 convert: install ## fine-tune, compress and export every variant into dist/ (DATA=..., ARGS=...)
 	$(PY) -m converter convert --data $(DATA) --out $(OUT) $(ARGS)
+
+ablation: install ## after convert: the distilled student vs the same student on hard labels only
+	$(PY) -m converter ablation --data $(DATA) $(ARGS)
 
 export: install ## export a fine-tuned checkpoint without training (ARGS="--checkpoint DIR ...")
 	$(PY) -m converter export --out $(OUT) $(ARGS)

@@ -92,24 +92,50 @@ def export(
 
 @app.command()
 def distill(
+    checkpoint: str = typer.Option("minilm", help="the checkpoint convert started from"),
     data: Path | None = typer.Option(None), out: Path = typer.Option(Path("dist")),
     work_dir: Path = typer.Option(Path("work")), seq_len: int = typer.Option(64),
     layers: int = typer.Option(3, help="student encoder layers"),
     alpha: float = typer.Option(0.1, help="weight of the hard-label loss"), temperature: float = typer.Option(2.0),
-    ablation: bool = typer.Option(True, help="also train on hard labels only (alpha = 1)"),
+    ablation: bool = typer.Option(False, help="also train on hard labels only (alpha = 1); see `ablation`"),
     resume: bool = typer.Option(False),
 ):
     """Distill a student from the teacher fine-tuned by `convert` (reads --work-dir, adds to the bundle)."""
     from converter.compress import run_step
     from converter.pipeline import format_table
 
-    cfg = with_overrides(_config("minilm", data, out, work_dir, seq_len), "distill", num_layers=layers, alpha=alpha,
+    cfg = with_overrides(_config(checkpoint, data, out, work_dir, seq_len), "distill", num_layers=layers, alpha=alpha,
                          temperature=temperature, run_ablation=ablation)
     typer.echo(format_table(_run(run_step, cfg, "distill", "student", resume)))
 
 
 @app.command()
+def ablation(
+    checkpoint: str = typer.Option("minilm", help="the checkpoint convert started from"),
+    data: Path | None = typer.Option(None), work_dir: Path = typer.Option(Path("work")),
+    seq_len: int = typer.Option(64), layers: int = typer.Option(3, help="student encoder layers (as distilled)"),
+    epochs: int | None = typer.Option(None, help="student epochs (default: the config's, as convert used)"),
+    resume: bool = typer.Option(False),
+):
+    """Train the distilled student of --work-dir again on hard labels only (alpha = 1); print both."""
+    from converter.compress import ablation_report
+
+    cfg = with_overrides(_config(checkpoint, data, Path("dist"), work_dir, seq_len), "distill", num_layers=layers)
+    if epochs is not None:
+        cfg = with_overrides(cfg, "distill", train=dataclasses.replace(cfg.distill.train, epochs=epochs))
+    report = _run(ablation_report, cfg, resume)
+    typer.echo(f"{'student (Keras, float)':<38} {'dev acc':>8} {'test acc':>8} {'macro-F1':>8} {'AllAgree':>8}")
+    for key, name in (("distilled", f"distilled (alpha {report['alpha']}, T {report['temperature']})"),
+                      ("hard_labels", "hard labels only (alpha 1)")):
+        row = report[key]
+        typer.echo(f"{name:<38} {row['best_dev_accuracy']:>8.4f} {row['test']['accuracy']:>8.4f} "
+                   f"{row['test']['macro_f1']:>8.4f} {row.get('test_allagree', {}).get('accuracy', float('nan')):>8.4f}")
+    typer.echo(f"written: {Path(work_dir) / 'report_ablation.json'}")
+
+
+@app.command()
 def prune(
+    checkpoint: str = typer.Option("minilm", help="the checkpoint convert started from"),
     data: Path | None = typer.Option(None), out: Path = typer.Option(Path("dist")),
     work_dir: Path = typer.Option(Path("work")), seq_len: int = typer.Option(64),
     model: str = typer.Option("teacher", help="teacher or student"),
@@ -119,12 +145,13 @@ def prune(
     from converter.compress import run_step
     from converter.pipeline import format_table
 
-    cfg = with_overrides(_config("minilm", data, out, work_dir, seq_len), "prune", target_sparsity=target_sparsity)
+    cfg = with_overrides(_config(checkpoint, data, out, work_dir, seq_len), "prune", target_sparsity=target_sparsity)
     typer.echo(format_table(_run(run_step, cfg, "prune", model, resume)))
 
 
 @app.command()
 def qat(
+    checkpoint: str = typer.Option("minilm", help="the checkpoint convert started from"),
     data: Path | None = typer.Option(None), out: Path = typer.Option(Path("dist")),
     work_dir: Path = typer.Option(Path("work")), seq_len: int = typer.Option(64), resume: bool = typer.Option(False),
     model: str = typer.Option("student", help="student or teacher"),
@@ -134,7 +161,7 @@ def qat(
     from converter.compress import run_step
     from converter.pipeline import format_table
 
-    cfg = _config("minilm", data, out, work_dir, seq_len)
+    cfg = _config(checkpoint, data, out, work_dir, seq_len)
     if target is not None:
         cfg = with_overrides(cfg, "qat", target=target)
     typer.echo(format_table(_run(run_step, cfg, "qat", model, resume)))
@@ -142,6 +169,7 @@ def qat(
 
 @app.command()
 def slim(
+    checkpoint: str = typer.Option("minilm", help="the checkpoint convert started from"),
     data: Path | None = typer.Option(None), out: Path = typer.Option(Path("dist")),
     work_dir: Path = typer.Option(Path("work")), seq_len: int = typer.Option(64),
     keep_heads: float = typer.Option(0.75, help="student-structured: share of heads kept per layer"),
@@ -159,7 +187,7 @@ def slim(
     from converter.compress import run_step
     from converter.pipeline import format_table
 
-    cfg = with_overrides(_config("minilm", data, out, work_dir, seq_len), "slim", keep_heads=keep_heads,
+    cfg = with_overrides(_config(checkpoint, data, out, work_dir, seq_len), "slim", keep_heads=keep_heads,
                          keep_ffn=keep_ffn, slim_keep_heads=slim_keep_heads, slim_keep_ffn=slim_keep_ffn,
                          extra_text=extra_text, extra_top_k=extra_top_k, min_count=min_count,
                          embedding_rank=embedding_rank, bucket_quantization=bucket_quantization)

@@ -50,23 +50,41 @@ def trained_teacher(cfg: KitConfig):
 
 
 def run_distill(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, calibration, resume=False):
-    """Student (+ the alpha = 1 ablation) -> (student, its config, entries, report)."""
+    """Student (+ the alpha = 1 ablation when cfg.distill.run_ablation) -> (student, its config, entries, report)."""
     train, dev = train_dev(ctx)
-    work = Path(cfg.work_dir)
     print(f"distilling a {cfg.distill.num_layers}-layer student (alpha {cfg.distill.alpha}, T {cfg.distill.temperature})",
           flush=True)
-    student, student_cfg, state = distill(teacher, teacher_cfg, train, dev, cfg.distill, work / "student", resume=resume,
-                                          mask_id=token_id(ctx.vocab))
+    student, student_cfg, state = distill(teacher, teacher_cfg, train, dev, cfg.distill, Path(cfg.work_dir) / "student",
+                                          resume=resume, mask_id=token_id(ctx.vocab))
     report = {"alpha": cfg.distill.alpha, "temperature": cfg.distill.temperature,
               "distilled": {"best_dev_accuracy": state["best_dev_accuracy"], **keras_test_metrics(student, ctx)}}
     if cfg.distill.run_ablation:
-        print("ablation: the same student on hard labels only (alpha = 1)", flush=True)
-        # No teacher at all: the original sentences only (no teacher-labelled augmented copies).
-        hard, _, hard_state = distill(teacher, teacher_cfg, train, dev, replace(cfg.distill, augment_copies=0),
-                                      work / "student_hard", alpha=1.0, resume=resume)
-        report["hard_labels"] = {"best_dev_accuracy": hard_state["best_dev_accuracy"], **keras_test_metrics(hard, ctx)}
+        report["hard_labels"] = run_ablation(cfg, ctx, teacher, teacher_cfg, resume)
     entries = export_variants(student, student_cfg, "student", ctx, cfg, STUDENT_QUANTIZATIONS, calibration)
     return student, student_cfg, entries, report
+
+
+def run_ablation(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, resume=False) -> dict:
+    """The same student trained on hard labels only (alpha = 1) -> its dev and test metrics."""
+    train, dev = train_dev(ctx)
+    print("ablation: the same student on hard labels only (alpha = 1)", flush=True)
+    # No teacher at all: the original sentences only (no teacher-labelled augmented copies).
+    hard, _, state = distill(teacher, teacher_cfg, train, dev, replace(cfg.distill, augment_copies=0),
+                             Path(cfg.work_dir) / "student_hard", alpha=1.0, resume=resume)
+    return {"best_dev_accuracy": state["best_dev_accuracy"], **keras_test_metrics(hard, ctx)}
+
+
+def ablation_report(cfg: KitConfig, resume=False) -> dict:
+    """`make ablation`: the distilled student of work_dir vs the same student on hard labels only."""
+    ctx, teacher, teacher_cfg = trained_teacher(cfg)
+    student = load_trained(cfg, student_config(teacher_cfg, cfg.distill), "student")
+    state = json.loads((Path(cfg.work_dir) / "student" / "state.json").read_text())
+    report = {"alpha": cfg.distill.alpha, "temperature": cfg.distill.temperature,
+              "epochs": cfg.distill.train.epochs,
+              "distilled": {"best_dev_accuracy": state["best_dev_accuracy"], **keras_test_metrics(student, ctx)},
+              "hard_labels": run_ablation(cfg, ctx, teacher, teacher_cfg, resume)}
+    (Path(cfg.work_dir) / "report_ablation.json").write_text(json.dumps(report, indent=2))
+    return report
 
 
 def distillation_targets(cfg: KitConfig, teacher, train: tuple, cache_dir: Path | None = None):

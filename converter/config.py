@@ -91,7 +91,9 @@ class DistillConfig:
     intermediate_size: int | None = None
     alpha: float = 0.1  # weight of the hard-label loss; alpha and T chosen on dev (scripts/distill_sweep.py)
     temperature: float = 2.0
-    run_ablation: bool = True  # also train the same student on hard labels only (alpha = 1)
+    # Also train the same student on hard labels only (alpha = 1) inside convert; off by default,
+    # `make ablation` runs it after convert (it doubles the student's training time).
+    run_ablation: bool = False
     # Perturbed copies of each training sentence ([MASK]ed / dropped wordpieces), labelled by the teacher.
     augment_copies: int = 0
     augment_mask_prob: float = 0.1
