@@ -134,6 +134,8 @@ class SlimConfig:
     # 75% / 50% is the dev-best point of scripts/structured_sweep.py that is >= 1.5x faster.
     keep_heads: float = 0.75
     keep_ffn: float = 0.5
+    # How heads and neurons are ranked: "magnitude" of their weights, or "taylor" (loss gradient x weight).
+    importance: str = "magnitude"
     # The slim (5 MB) model is cut further: 75% of heads does not fit the size budget.
     slim_keep_heads: float = 0.5
     slim_keep_ffn: float = 0.5

@@ -103,13 +103,14 @@ def export_buckets(model, model_cfg: ModelConfig, name: str, cfg: KitConfig, ctx
 def structured_student(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, student,
                        student_cfg: ModelConfig, keep_heads: float, keep_ffn: float, work_name: str, resume: bool):
     """Remove the least important heads and FFN neurons, then recover by distillation -> (model, cfg, report)."""
-    print(f"structured pruning: keep {keep_heads:.0%} of heads, {keep_ffn:.0%} of FFN neurons", flush=True)
-    heads, neurons = choose(student, student_cfg, keep_heads, keep_ffn)
+    print(f"structured pruning: keep {keep_heads:.0%} of heads, {keep_ffn:.0%} of FFN neurons "
+          f"({cfg.slim.importance} importance)", flush=True)
+    heads, neurons = choose(student, student_cfg, keep_heads, keep_ffn, cfg.slim.importance, train_dev(ctx)[0])
     small, small_cfg = slice_model(student, student_cfg, heads, neurons)
     small, small_cfg, state = distill(
         teacher, teacher_cfg, *train_dev(ctx), replace(cfg.distill, train=cfg.slim.recovery),
         Path(cfg.work_dir) / work_name, resume=resume, student=small, student_cfg=small_cfg)
-    report = {"keep_heads": keep_heads, "keep_ffn": keep_ffn, "heads": [len(h) for h in heads],
+    report = {"keep_heads": keep_heads, "keep_ffn": keep_ffn, "importance": cfg.slim.importance, "heads": [len(h) for h in heads],
               "intermediate": [len(n) for n in neurons], "best_dev_accuracy": state["best_dev_accuracy"]}
     return small, small_cfg, report
 

@@ -1,7 +1,12 @@
 """Structured pruning: remove whole attention heads and feed-forward neurons, so matrices shrink.
 
-Importance is magnitude-based: a head scores ||W_value[:, head]|| * ||W_output[head, :]||, a
-neuron ||W_in[:, j]|| * ||W_out[j, :]||. The lowest-scoring ones are sliced out of the kernels."""
+Importance, two kinds (config slim.importance):
+- "magnitude": a head scores ||W_value[:, head]|| * ||W_output[head, :]||, a neuron
+  ||W_in[:, j]|| * ||W_out[j, :]||.
+- "taylor": the first-order change of the training loss when the head's (neuron's) output is
+  removed, |sum over its rows of W_output * dL/dW_output| per batch, summed over the training set
+  (zeroing those rows is exactly removing it; gradient-based head importance, Michel et al. 2019).
+The lowest-scoring ones are sliced out of the kernels."""
 
 from __future__ import annotations
 
@@ -28,16 +33,47 @@ def neuron_scores(model, i: int) -> np.ndarray:
     return np.linalg.norm(w_in, axis=0) * np.linalg.norm(w_out, axis=1)
 
 
+def taylor_scores(model, cfg: ModelConfig, inputs: list, labels: np.ndarray, batch_size: int = 32):
+    """([per layer (heads,)], [per layer (intermediate,)]) first-order importance on (inputs, labels)."""
+    import tensorflow as tf
+
+    variables = [model.get_layer(f"layer_{i}_{part}").kernel for i in range(cfg.num_layers)
+                 for part in ("attn_output", "ffn_out")]
+    totals = [np.zeros(cfg.heads(i)) if k % 2 == 0 else np.zeros(cfg.intermediate(i))
+              for i in range(cfg.num_layers) for k in range(2)]
+    for start in range(0, len(labels), batch_size):
+        batch = [x[start:start + batch_size] for x in inputs]
+        with tf.GradientTape() as tape:
+            logits = model(batch, training=False)
+            loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels[start:start + batch_size], logits))
+        for k, (variable, grad) in enumerate(zip(variables, tape.gradient(loss, variables))):
+            per_row = np.sum(variable.numpy() * grad.numpy(), axis=1)  # (input rows of the kernel,)
+            if k % 2 == 0:  # attn_output rows are grouped by head
+                per_row = per_row.reshape(cfg.heads(k // 2), cfg.head_size).sum(axis=1)
+            totals[k] += np.abs(per_row)
+    return totals[0::2], totals[1::2]
+
+
 def _top(scores: np.ndarray, fraction: float) -> np.ndarray:
     keep = max(1, int(round(len(scores) * fraction)))
     return np.sort(np.argsort(-scores, kind="stable")[:keep])
 
 
-def choose(model, cfg: ModelConfig, keep_heads: float, keep_ffn: float) -> tuple[list, list]:
-    """Per layer: sorted indices of the heads and of the neurons to keep."""
-    heads = [_top(head_scores(model, cfg, i), keep_heads) for i in range(cfg.num_layers)]
-    neurons = [_top(neuron_scores(model, i), keep_ffn) for i in range(cfg.num_layers)]
-    return heads, neurons
+def choose(model, cfg: ModelConfig, keep_heads: float, keep_ffn: float, importance: str = "magnitude",
+           train: tuple | None = None) -> tuple[list, list]:
+    """Per layer: sorted indices of the heads and of the neurons to keep.
+
+    importance "taylor" scores on `train` = (inputs, labels)."""
+    if importance == "magnitude":
+        head, neuron = ([head_scores(model, cfg, i) for i in range(cfg.num_layers)],
+                        [neuron_scores(model, i) for i in range(cfg.num_layers)])
+    elif importance == "taylor":
+        if train is None:
+            raise ValueError("taylor importance needs training data")
+        head, neuron = taylor_scores(model, cfg, *train)
+    else:
+        raise ValueError(f"slim.importance: {importance!r}; expected 'magnitude' or 'taylor'")
+    return [_top(h, keep_heads) for h in head], [_top(n, keep_ffn) for n in neuron]
 
 
 SLICED_PARTS = ("attn_query", "attn_key", "attn_value", "attn_output", "ffn_in", "ffn_out")

@@ -10,7 +10,7 @@ from converter.compact import compact_model, factorize_embeddings, id_map, kept_
 from converter.export import export_tflite
 from converter.model import encoder_outputs
 from converter.slim import at_length, bucket_lengths
-from converter.structured import choose, slice_model, zero_removed
+from converter.structured import choose, slice_model, taylor_scores, zero_removed
 from device_runtime.bundle import Bundle
 from device_runtime.tokenizer import load_vocab
 from tests.helpers import TINY_BERT
@@ -129,3 +129,34 @@ def test_buckets_give_the_longest_bucket_labels_and_verify_checks_extra_files(ti
     (tmp_path / "dist" / "b16.tflite").unlink()
     assert cli.main(["verify", "--bundle", str(tmp_path / "dist")]) == 1
     assert "bucket_16_file" in capsys.readouterr().out
+
+
+def test_taylor_importance_is_the_loss_change_of_removing_a_head_or_neuron(tiny):
+    """Each score equals |dL/d(scale of that head's / neuron's W_output rows)|: central differences."""
+    model, cfg = build_from_checkpoint(str(TINY_BERT), 7)[:2]  # own copy: the test scales weights
+    ref = np.load(TINY_BERT.parent / "tiny_reference.npz")
+    inputs = [ref["input_ids"], ref["attention_mask"]]
+    labels = np.arange(len(ref["input_ids"])) % 3
+
+    def loss():
+        logits = model(inputs, training=False).numpy().astype(np.float64)
+        logits -= logits.max(-1, keepdims=True)
+        return float(-(logits[np.arange(len(labels)), labels] - np.log(np.exp(logits).sum(-1))).sum())
+
+    heads, neurons = taylor_scores(model, cfg, inputs, labels, batch_size=len(labels))
+    for part, rows, score in (("attn_output", np.arange(cfg.head_size, 2 * cfg.head_size), heads[1][1]),
+                              ("ffn_out", np.array([3]), neurons[0][3])):
+        layer = model.get_layer(f"layer_{1 if part == 'attn_output' else 0}_{part}")
+        kernel, bias = layer.get_weights()
+        changes = []
+        for step in (1e-2, -1e-2):
+            scaled = kernel.copy()
+            scaled[rows] *= 1 + step
+            layer.set_weights([scaled, bias])
+            changes.append(loss())
+        layer.set_weights([kernel, bias])
+        assert score > 1e-6 and abs(changes[0] - changes[1]) / 2e-2 == pytest.approx(score, rel=2e-2)
+    kept_heads, kept_neurons = choose(model, cfg, 0.67, 0.5, "taylor", (inputs, labels))
+    assert [len(h) for h in kept_heads] == [2, 2] and kept_heads[1].tolist() == np.sort(np.argsort(-heads[1])[:2]).tolist()
+    with pytest.raises(ValueError, match="slim.importance"):
+        choose(model, cfg, 0.5, 0.5, "random")
