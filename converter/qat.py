@@ -144,11 +144,22 @@ def float_layer_config(layer, activation_range: str = "moving_average") -> NoOpQ
     return OutputQuantizeConfig(activation_range) if feeds_dense else NoOpQuantizeConfig()
 
 
-def annotate(model, per_channel: bool = True, activation_range: str = "moving_average") -> keras.Model:
-    """Annotate every Dense (per-channel config, or TF-MOT's scheme default) and the float layers (NoOp)."""
+def without_dropout(layer):
+    """A copy of a Dropout layer (or of a layer with a dropout_rate, AttentionCore) at rate 0."""
+    config = layer.get_config()
+    config.update({key: 0.0 for key in ("rate", "dropout_rate") if key in config})
+    return layer.__class__.from_config(config)
+
+
+def annotate(model, per_channel: bool = True, activation_range: str = "moving_average",
+             dropout: bool = True) -> keras.Model:
+    """Annotate every Dense (per-channel config, or TF-MOT's scheme default) and the float layers
+    (NoOp); dropout False: every dropout at rate 0, so training-mode ranges are inference's."""
     from converter.scopes import custom_objects
 
     def mark(layer):
+        if not dropout and isinstance(layer, (keras.layers.Dropout, AttentionCore)):
+            layer = without_dropout(layer)  # both weightless
         if isinstance(layer, keras.layers.Dense):
             config = DenseQuantizeConfig(activation_range) if per_channel else None
             return quantize.quantize_annotate_layer(layer, quantize_config=config)
@@ -160,7 +171,8 @@ def annotate(model, per_channel: bool = True, activation_range: str = "moving_av
         return keras.models.clone_model(model, clone_function=mark)
 
 
-def quantize_model(model, preserve_sparsity: bool = False, activation_range: str = "moving_average") -> keras.Model:
+def quantize_model(model, preserve_sparsity: bool = False, activation_range: str = "moving_average",
+                   dropout: bool = True) -> keras.Model:
     """annotate + quantize_apply.
 
     preserve_sparsity uses TF-MOT's prune-preserving QAT scheme, whose own Dense quantizer keeps
@@ -170,8 +182,8 @@ def quantize_model(model, preserve_sparsity: bool = False, activation_range: str
     with quantize.quantize_scope(custom_objects()):
         if preserve_sparsity:
             scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
-            return quantize.quantize_apply(annotate(model, per_channel=False, activation_range=activation_range), scheme)
-        return quantize.quantize_apply(annotate(model, activation_range=activation_range))
+            return quantize.quantize_apply(annotate(model, False, activation_range, dropout), scheme)
+        return quantize.quantize_apply(annotate(model, activation_range=activation_range, dropout=dropout))
 
 
 def qat(model, train: tuple, dev: tuple, cfg: QatConfig, work_dir: Path, preserve_sparsity: bool = False,
@@ -180,6 +192,6 @@ def qat(model, train: tuple, dev: tuple, cfg: QatConfig, work_dir: Path, preserv
 
     `loss` (with matching targets in `train`) lets the student keep learning from the teacher.
     """
-    quantized = quantize_model(model, preserve_sparsity, cfg.activation_range)
+    quantized = quantize_model(model, preserve_sparsity, cfg.activation_range, cfg.dropout)
     with quantize.quantize_scope():
         return fit_classifier(quantized, train, dev, cfg.train, work_dir, resume=resume, loss=loss)
