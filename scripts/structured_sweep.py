@@ -1,6 +1,7 @@
 """Structured pruning trade-off: accuracy vs latency for several keep fractions, one run.
 
     .venv/bin/python scripts/structured_sweep.py [--work-dir work] [--keep 0.75:0.75,0.5:0.5] [--epochs 3]
+        [--importance magnitude|taylor]
 
 Needs the teacher and the student from `make convert` in work/. For every heads:ffn pair it
 slices the student, recovers it by distillation (checkpoints in work/structured_sweep/, so a
@@ -42,6 +43,7 @@ def main() -> None:
     parser.add_argument("--work-dir", default="work")
     parser.add_argument("--keep", default="0.75:0.75,0.5:0.75,0.75:0.5,0.5:0.5", help="heads:ffn fractions")
     parser.add_argument("--epochs", type=int, default=3, help="recovery epochs per pair")
+    parser.add_argument("--importance", default="magnitude", help="magnitude or taylor (slim.importance)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=100)
     args = parser.parse_args()
@@ -57,16 +59,19 @@ def main() -> None:
 
     entries = export_variants(student, student_cfg, "student", ctx, sweep_cfg, ("int8",), calibration)
     keep_of = {BASELINE: (1.0, 1.0)}
+    dev_of = {BASELINE: json.loads((Path(args.work_dir) / "student" / "state.json").read_text())["best_dev_accuracy"]}
     recovery = replace(cfg.distill, train=replace(cfg.slim.recovery, epochs=args.epochs))
     for heads_kept, ffn_kept in _pairs(args.keep):
         tag = f"structured-h{round(heads_kept * 100)}-f{round(ffn_kept * 100)}"
+        tag += "" if args.importance == "magnitude" else f"-{args.importance}"
         print(f"{tag}: slicing and {args.epochs} recovery epochs", flush=True)
-        heads, neurons = choose(student, student_cfg, heads_kept, ffn_kept)
+        heads, neurons = choose(student, student_cfg, heads_kept, ffn_kept, args.importance, train)
         small, small_cfg = slice_model(student, student_cfg, heads, neurons)
-        small, small_cfg, _ = distill(teacher, teacher_cfg, train, dev, recovery, work / tag.replace("-", "_"),
+        small, small_cfg, state = distill(teacher, teacher_cfg, train, dev, recovery, work / tag.replace("-", "_"),
                                       resume=True, student=small, student_cfg=small_cfg)
         entries += export_variants(small, small_cfg, f"student-{tag}", ctx, sweep_cfg, ("int8",), calibration)
         keep_of[f"student-{tag}-int8"] = (heads_kept, ffn_kept)
+        dev_of[f"student-{tag}-int8"] = state["best_dev_accuracy"]
 
     bundle = write_bundle(work / "bundle", entries, ctx.vocab, LABELS, student_cfg.max_seq_len, ctx.do_lower_case,
                           keep_existing=False)
@@ -85,23 +90,29 @@ def main() -> None:
         m = by_name[name]
         ms = statistics.median(p50[name])
         rows.append({"model": name, "keep_heads": keep_of[name][0], "keep_ffn": keep_of[name][1],
-                     "mb": m["bytes"] / 1e6, "test_accuracy": m["metrics"]["test"]["accuracy"],
+                     "mb": m["bytes"] / 1e6, "dev_accuracy_float": dev_of[name],
+                     "test_accuracy": m["metrics"]["test"]["accuracy"],
                      "allagree_accuracy": m["metrics"]["test_allagree"]["accuracy"],
                      "accuracy_change_points": 100 * (m["metrics"]["test"]["accuracy"] - base_acc),
                      "p50_ms": ms, "speedup": base_ms / ms})
-    header = "| model | heads kept | FFN kept | MB | test acc | AllAgree | Δ acc (points) | p50 ms | speed-up |"
-    lines = [header, "|" + "---|" * 9]
+    header = ("| model | heads kept | FFN kept | MB | dev acc (float) | test acc | AllAgree | Δ acc (points) "
+              "| p50 ms | speed-up |")
+    lines = [header, "|" + "---|" * 10]
     for r in rows:
         lines.append(f"| {r['model']} | {r['keep_heads']:.0%} | {r['keep_ffn']:.0%} | {r['mb']:.2f} | "
+                     f"{r['dev_accuracy_float']:.4f} | "
                      f"{r['test_accuracy']:.4f} | {r['allagree_accuracy']:.4f} | {r['accuracy_change_points']:+.2f} | "
                      f"{r['p50_ms']:.2f} | {r['speedup']:.2f}x |")
     table = "\n".join(lines)
     print(table)
-    stem = ROOT / "benchmarks" / "results" / f"structured-sweep-{platform.machine()}-{time.strftime('%Y-%m-%d')}"
+    name = f"structured-sweep-{args.importance}-{platform.machine()}-{time.strftime('%Y-%m-%d')}"
+    stem = ROOT / "benchmarks" / "results" / name
     stem.with_suffix(".json").write_text(json.dumps({"rounds": args.rounds, "runs": args.runs,
-                                                     "recovery_epochs": args.epochs, "rows": rows}, indent=2))
+                                                     "recovery_epochs": args.epochs, "importance": args.importance,
+                                                     "rows": rows}, indent=2))
     stem.with_suffix(".md").write_text(
-        f"Structured pruning trade-off (`scripts/structured_sweep.py`, {args.epochs} recovery epochs, "
+        f"Structured pruning trade-off (`scripts/structured_sweep.py`, {args.importance} importance, "
+        f"{args.epochs} recovery epochs, "
         f"int8, 1 thread, seq {student_cfg.max_seq_len}, median p50 of {args.rounds} alternating rounds)\n\n{table}\n")
 
 
