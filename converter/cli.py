@@ -67,6 +67,7 @@ def convert(
         for section in ("distill", "prune", "qat"):
             part = getattr(cfg, section)
             cfg = with_overrides(cfg, section, train=dataclasses.replace(part.train, epochs=compress_epochs))
+        cfg = with_overrides(cfg, "qat", student_epochs=compress_epochs)
     manifest = _run(run_convert, cfg, resume)
     typer.echo(format_table(manifest))
 

@@ -112,7 +112,9 @@ def run_qat(cfg: KitConfig, ctx: Context, model, model_cfg: ModelConfig, calibra
     print(f"quantization-aware training of the {prefix} (distillation loss from the float "
           f"{'teacher' if source is teacher else prefix})", flush=True)
     train, loss = distillation_targets(cfg, source, train, None if source is teacher else work)
-    quantized, state = qat(model, train, dev, cfg.qat, work, resume=resume, loss=loss)
+    qat_cfg = cfg.qat if prefix != "student" else replace(cfg.qat, train=replace(cfg.qat.train,
+                                                                                   epochs=cfg.qat.student_epochs))
+    quantized, state = qat(model, train, dev, qat_cfg, work, resume=resume, loss=loss)
     entries = export_variants(quantized, model_cfg, f"{prefix}-qat", ctx, cfg, ("int8",), calibration)
     return entries, {"best_dev_accuracy": state["best_dev_accuracy"]}
 

@@ -128,7 +128,10 @@ class QatConfig:
     # teacher 0.8571 vs 0.8489.
     activation_range: str = "all_values"
     dropout: bool = False
+    # The schedule of every QAT fine-tune (teacher, prune-preserving), except that the distilled
+    # student's runs student_epochs: its dev accuracy rose 0.8406 / 0.8468 / 0.8489 over epochs 1-3.
     train: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(epochs=1, learning_rate=1e-5, warmup_fraction=0.0))
+    student_epochs: int = 3
 
 
 @dataclass(frozen=True)
@@ -140,8 +143,10 @@ class SlimConfig:
     # 75% / 50% is the dev-best point of scripts/structured_sweep.py that is >= 1.5x faster.
     keep_heads: float = 0.75
     keep_ffn: float = 0.5
-    # How heads and neurons are ranked: "magnitude" of their weights, or "taylor" (loss gradient x weight).
-    importance: str = "magnitude"
+    # How heads and neurons are ranked: "magnitude" of their weights, or "taylor" (loss gradient x
+    # weight). Taylor, chosen on dev (051ceff's 8-epoch student, 3 recovery epochs): 75/50 dev 0.8427
+    # vs 0.8344 magnitude; 50/50 0.8447 vs 0.8282; the slim model 0.8219 vs 0.8157.
+    importance: str = "taylor"
     # The slim (5 MB) model is cut further: 75% of heads does not fit the size budget.
     slim_keep_heads: float = 0.5
     slim_keep_ffn: float = 0.5

@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--work-dir", default="work")
     parser.add_argument("--keep", default="0.75:0.75,0.5:0.75,0.75:0.5,0.5:0.5", help="heads:ffn fractions")
     parser.add_argument("--epochs", type=int, default=3, help="recovery epochs per pair")
-    parser.add_argument("--importance", default="magnitude", help="magnitude or taylor (slim.importance)")
+    parser.add_argument("--importance", default=KitConfig().slim.importance, help="magnitude or taylor (slim.importance)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=100)
     args = parser.parse_args()

@@ -43,6 +43,7 @@ def test_tiny_convert_end_to_end(tmp_path):
     structured = by_name["student-structured-int8"]  # 75% of 3 heads rounds to 2, as 50% does
     assert structured["arch"]["heads"] == [2] and structured["arch"]["intermediate"] == [10]
     assert (report["slim"]["structured"]["keep_heads"], report["slim"]["slim_structured"]["keep_heads"]) == (0.75, 0.5)
+    assert report["slim"]["structured"]["importance"] == "taylor"
     slim = by_name["student-slim-int8"]
     assert slim["arch"]["heads"] == [2] and slim["arch"]["intermediate"] == [10] and slim["arch"]["embedding_rank"] <= 12
     assert (tmp_path / "dist" / slim["id_map_file"]).is_file()
