@@ -15,7 +15,7 @@ from converter.distill import distill
 from converter.export import export_tflite
 from converter.model import build_classifier
 from converter.pipeline import Context, Split, export_variants, split_metrics, train_dev
-from converter.structured import choose, slice_model
+from converter.structured import importance_scores, keep_top, slice_model
 from converter.tflite_stats import encoder_sparsity, gzip_bytes
 from converter.tokenize import encode, load_tokenizer
 from device_runtime.interpreter import TFLiteModel
@@ -101,11 +101,13 @@ def export_buckets(model, model_cfg: ModelConfig, name: str, cfg: KitConfig, ctx
 
 
 def structured_student(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, student,
-                       student_cfg: ModelConfig, keep_heads: float, keep_ffn: float, work_name: str, resume: bool):
-    """Remove the least important heads and FFN neurons, then recover by distillation -> (model, cfg, report)."""
+                       student_cfg: ModelConfig, scores, keep_heads: float, keep_ffn: float, work_name: str,
+                       resume: bool):
+    """Remove the least important heads and FFN neurons (by `scores` of the student, from
+    importance_scores), then recover by distillation -> (model, cfg, report)."""
     print(f"structured pruning: keep {keep_heads:.0%} of heads, {keep_ffn:.0%} of FFN neurons "
           f"({cfg.slim.importance} importance)", flush=True)
-    heads, neurons = choose(student, student_cfg, keep_heads, keep_ffn, cfg.slim.importance, train_dev(ctx)[0])
+    heads, neurons = keep_top(scores, keep_heads, keep_ffn)
     small, small_cfg = slice_model(student, student_cfg, heads, neurons)
     small, small_cfg, state = distill(
         teacher, teacher_cfg, *train_dev(ctx), replace(cfg.distill, train=cfg.slim.recovery),
@@ -131,14 +133,16 @@ def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, st
         logits = model.predict(list(split.inputs.values()), batch_size=64, verbose=0)
         report[key] = split_metrics(logits, split)["test"]  # split_metrics names its first key "test"
 
+    # One ranking of the student's heads and neurons serves both cuts (Taylor: a pass over the training split).
+    scores = importance_scores(student, student_cfg, cfg.slim.importance, train_dev(ctx)[0])
     small, small_cfg, report["structured"] = structured_student(
-        cfg, ctx, teacher, teacher_cfg, student, student_cfg, cfg.slim.keep_heads, cfg.slim.keep_ffn,
+        cfg, ctx, teacher, teacher_cfg, student, student_cfg, scores, cfg.slim.keep_heads, cfg.slim.keep_ffn,
         "student_structured", resume)
     entries += export_variants(small, small_cfg, "student-structured", ctx, cfg, ("int8",), calibration)
     if (cfg.slim.slim_keep_heads, cfg.slim.slim_keep_ffn) != (cfg.slim.keep_heads, cfg.slim.keep_ffn):
         small, small_cfg, report["slim_structured"] = structured_student(
-            cfg, ctx, teacher, teacher_cfg, student, student_cfg, cfg.slim.slim_keep_heads, cfg.slim.slim_keep_ffn,
-            "student_slim_structured", resume)
+            cfg, ctx, teacher, teacher_cfg, student, student_cfg, scores, cfg.slim.slim_keep_heads,
+            cfg.slim.slim_keep_ffn, "student_slim_structured", resume)
 
     # The slim model: structured + compact, word table factorized and position table cut to the
     # longest bucket, then recovered by a second short distillation on mapped ids.

@@ -39,6 +39,7 @@ def taylor_scores(model, cfg: ModelConfig, inputs: list, labels: np.ndarray, bat
 
     variables = [model.get_layer(f"layer_{i}_{part}").kernel for i in range(cfg.num_layers)
                  for part in ("attn_output", "ffn_out")]
+    kernels = [variable.numpy() for variable in variables]  # constant while scoring
     totals = [np.zeros(cfg.heads(i)) if k % 2 == 0 else np.zeros(cfg.intermediate(i))
               for i in range(cfg.num_layers) for k in range(2)]
     for start in range(0, len(labels), batch_size):
@@ -46,8 +47,8 @@ def taylor_scores(model, cfg: ModelConfig, inputs: list, labels: np.ndarray, bat
         with tf.GradientTape() as tape:
             logits = model(batch, training=False)
             loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels[start:start + batch_size], logits))
-        for k, (variable, grad) in enumerate(zip(variables, tape.gradient(loss, variables))):
-            per_row = np.sum(variable.numpy() * grad.numpy(), axis=1)  # (input rows of the kernel,)
+        for k, (kernel, grad) in enumerate(zip(kernels, tape.gradient(loss, variables))):
+            per_row = np.sum(kernel * grad.numpy(), axis=1)  # (input rows of the kernel,)
             if k % 2 == 0:  # attn_output rows are grouped by head
                 per_row = per_row.reshape(cfg.heads(k // 2), cfg.head_size).sum(axis=1)
             totals[k] += np.abs(per_row)
@@ -59,20 +60,23 @@ def _top(scores: np.ndarray, fraction: float) -> np.ndarray:
     return np.sort(np.argsort(-scores, kind="stable")[:keep])
 
 
-def choose(model, cfg: ModelConfig, keep_heads: float, keep_ffn: float, importance: str = "magnitude",
-           train: tuple | None = None) -> tuple[list, list]:
-    """Per layer: sorted indices of the heads and of the neurons to keep.
+def importance_scores(model, cfg: ModelConfig, importance: str = "magnitude", train: tuple | None = None):
+    """([per layer head scores], [per layer neuron scores]); "taylor" scores on `train` = (inputs, labels).
 
-    importance "taylor" scores on `train` = (inputs, labels)."""
+    Compute once per model: every keep fraction cut from it ranks by the same scores (`keep_top`)."""
     if importance == "magnitude":
-        head, neuron = ([head_scores(model, cfg, i) for i in range(cfg.num_layers)],
-                        [neuron_scores(model, i) for i in range(cfg.num_layers)])
-    elif importance == "taylor":
+        return ([head_scores(model, cfg, i) for i in range(cfg.num_layers)],
+                [neuron_scores(model, i) for i in range(cfg.num_layers)])
+    if importance == "taylor":
         if train is None:
             raise ValueError("taylor importance needs training data")
-        head, neuron = taylor_scores(model, cfg, *train)
-    else:
-        raise ValueError(f"slim.importance: {importance!r}; expected 'magnitude' or 'taylor'")
+        return taylor_scores(model, cfg, *train)
+    raise ValueError(f"slim.importance: {importance!r}; expected 'magnitude' or 'taylor'")
+
+
+def keep_top(scores: tuple[list, list], keep_heads: float, keep_ffn: float) -> tuple[list, list]:
+    """Per layer: sorted indices of the highest-scoring heads and neurons to keep."""
+    head, neuron = scores
     return [_top(h, keep_heads) for h in head], [_top(n, keep_ffn) for n in neuron]
 
 

@@ -28,7 +28,7 @@ from converter.compress import load_trained, trained_teacher  # noqa: E402
 from converter.config import LABELS, KitConfig  # noqa: E402
 from converter.distill import distill, student_config  # noqa: E402
 from converter.pipeline import calibration_inputs, export_variants, train_dev  # noqa: E402
-from converter.structured import choose, slice_model  # noqa: E402
+from converter.structured import importance_scores, keep_top, slice_model  # noqa: E402
 from device_runtime.bench import run_bench  # noqa: E402
 
 BASELINE = "student-int8"
@@ -61,11 +61,12 @@ def main() -> None:
     keep_of = {BASELINE: (1.0, 1.0)}
     dev_of = {BASELINE: json.loads((Path(args.work_dir) / "student" / "state.json").read_text())["best_dev_accuracy"]}
     recovery = replace(cfg.distill, train=replace(cfg.slim.recovery, epochs=args.epochs))
+    scores = importance_scores(student, student_cfg, args.importance, train)  # one ranking for every pair
     for heads_kept, ffn_kept in _pairs(args.keep):
         tag = f"structured-h{round(heads_kept * 100)}-f{round(ffn_kept * 100)}"
         tag += "" if args.importance == "magnitude" else f"-{args.importance}"
         print(f"{tag}: slicing and {args.epochs} recovery epochs", flush=True)
-        heads, neurons = choose(student, student_cfg, heads_kept, ffn_kept, args.importance, train)
+        heads, neurons = keep_top(scores, heads_kept, ffn_kept)
         small, small_cfg = slice_model(student, student_cfg, heads, neurons)
         small, small_cfg, state = distill(teacher, teacher_cfg, train, dev, recovery, work / tag.replace("-", "_"),
                                       resume=True, student=small, student_cfg=small_cfg)

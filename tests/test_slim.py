@@ -10,7 +10,7 @@ from converter.compact import compact_model, factorize_embeddings, id_map, kept_
 from converter.export import export_tflite
 from converter.model import encoder_outputs
 from converter.slim import at_length, bucket_lengths
-from converter.structured import choose, slice_model, taylor_scores, zero_removed
+from converter.structured import importance_scores, keep_top, slice_model, taylor_scores, zero_removed
 from device_runtime.bundle import Bundle
 from device_runtime.tokenizer import load_vocab
 from tests.helpers import TINY_BERT
@@ -80,7 +80,7 @@ def test_factorized_embeddings_full_rank_is_exact_and_low_rank_is_the_svd(tiny, 
 
 def test_structured_pruning_equals_zeroed_heads_and_neurons(tiny):
     model, cfg = tiny
-    heads, neurons = choose(model, cfg, keep_heads=0.67, keep_ffn=0.5)
+    heads, neurons = keep_top(importance_scores(model, cfg), keep_heads=0.67, keep_ffn=0.5)
     assert [len(h) for h in heads] == [2, 2] and [len(n) for n in neurons] == [10, 10]
     small, small_cfg = slice_model(model, cfg, heads, neurons)
     assert small.get_layer("layer_0_attn_query").kernel.shape == (12, 8)
@@ -156,7 +156,7 @@ def test_taylor_importance_is_the_loss_change_of_removing_a_head_or_neuron(tiny)
             changes.append(loss())
         layer.set_weights([kernel, bias])
         assert score > 1e-6 and abs(changes[0] - changes[1]) / 2e-2 == pytest.approx(score, rel=2e-2)
-    kept_heads, kept_neurons = choose(model, cfg, 0.67, 0.5, "taylor", (inputs, labels))
+    kept_heads, kept_neurons = keep_top(importance_scores(model, cfg, "taylor", (inputs, labels)), 0.67, 0.5)
     assert [len(h) for h in kept_heads] == [2, 2] and kept_heads[1].tolist() == np.sort(np.argsort(-heads[1])[:2]).tolist()
     with pytest.raises(ValueError, match="slim.importance"):
-        choose(model, cfg, 0.5, 0.5, "random")
+        importance_scores(model, cfg, "random")
