@@ -40,9 +40,9 @@ def test_tiny_convert_end_to_end(tmp_path):
     assert all({"sparsity", "gzip_bytes", "sha256", "metrics"} <= set(m) for m in manifest["models"])
     report = json.loads((tmp_path / "work" / "report.json").read_text())
     assert "hard_labels" not in report["distillation"]  # the ablation is its own command (below)
-    structured = by_name["student-structured-int8"]  # 75% of 3 heads rounds to 2, as 50% does
-    assert structured["arch"]["heads"] == [2] and structured["arch"]["intermediate"] == [10]
-    assert (report["slim"]["structured"]["keep_heads"], report["slim"]["slim_structured"]["keep_heads"]) == (0.75, 0.5)
+    structured = by_name["student-structured-int8"]  # 50% of 3 heads rounds to 2; 75% of 20 neurons = 15
+    assert structured["arch"]["heads"] == [2] and structured["arch"]["intermediate"] == [15]
+    assert (report["slim"]["structured"]["keep_ffn"], report["slim"]["slim_structured"]["keep_ffn"]) == (0.75, 0.5)
     assert report["slim"]["structured"]["importance"] == "taylor"
     slim = by_name["student-slim-int8"]
     assert slim["arch"]["heads"] == [2] and slim["arch"]["intermediate"] == [10] and slim["arch"]["embedding_rank"] <= 12
