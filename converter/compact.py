@@ -38,23 +38,34 @@ def compact_model(model, cfg: ModelConfig, kept: np.ndarray):
     return rebuild(model, small_cfg, {"embeddings_word": [table[kept]]}), small_cfg
 
 
-def factorize_embeddings(model, cfg: ModelConfig, rank: int, positions: int):
+def factorize_embeddings(model, cfg: ModelConfig, rank: int, positions: int, row_weights: np.ndarray | None = None):
     """The same model with a rank-`rank` word table (truncated SVD: rows U*S, projection V^T) and
     only the first `positions` position rows -> (model, its ModelConfig).
 
     rank >= hidden reproduces the table exactly; smaller ranks are the best rank-r approximation
-    (Eckart-Young), to be recovered by a short distillation."""
+    (Eckart-Young), to be recovered by a short distillation. With `row_weights` (e.g. token counts)
+    the approximation is the best one in the weighted norm sum_i w_i |row_i - approx_i|^2: the
+    projection is the SVD of sqrt(w) * table, each row its projection onto that subspace."""
     if cfg.embedding_rank:
         raise ValueError(f"{model.name}: word table already factorized (rank {cfg.embedding_rank})")
     if positions < cfg.max_seq_len:
         raise ValueError(f"cannot cut the position table to {positions} rows below seq_len {cfg.max_seq_len}")
     table = model.get_layer("embeddings_word").get_weights()[0].astype(np.float64)
-    u, s, vt = np.linalg.svd(table, full_matrices=False)
-    rank = min(rank, len(s))
+    if row_weights is None:
+        u, s, vt = np.linalg.svd(table, full_matrices=False)
+        rank = min(rank, len(s))
+        rows, projection = u[:, :rank] * s[:rank], vt[:rank]
+    else:
+        if row_weights.shape != (len(table),) or np.any(row_weights <= 0):
+            raise ValueError(f"row_weights: expected {len(table)} positive weights, got shape {row_weights.shape}")
+        vt = np.linalg.svd(table * np.sqrt(row_weights)[:, None], full_matrices=False)[2]
+        rank = min(rank, len(vt))
+        projection = vt[:rank]
+        rows = table @ projection.T
     small_cfg = replace(cfg, embedding_rank=rank, max_position_embeddings=positions)
     position_rows = model.get_layer("embeddings_position").get_weights()[0][:positions]
-    small = rebuild(model, small_cfg, {"embeddings_word": [(u[:, :rank] * s[:rank]).astype(np.float32)],
-                                       "embeddings_project": [vt[:rank].astype(np.float32)],
+    small = rebuild(model, small_cfg, {"embeddings_word": [rows.astype(np.float32)],
+                                       "embeddings_project": [projection.astype(np.float32)],
                                        "embeddings_position": [position_rows]})
     return small, small_cfg
 

@@ -72,6 +72,18 @@ def test_factorized_embeddings_full_rank_is_exact_and_low_rank_is_the_svd(tiny, 
     path = export_tflite(low, 7, "int8", tmp_path / "low.tflite", {"input_ids": ref["input_ids"],
                                                                   "attention_mask": ref["attention_mask"]})
     assert path.stat().st_size > 0
+    weights = np.arange(1.0, len(table) + 1) ** 2  # frequent rows (here: the last ones) count more
+    weighted = factorize_embeddings(model, cfg, rank=4, positions=7, row_weights=weights)[0]
+    approx = weighted.get_layer("embeddings_word").get_weights()[0] @ weighted.get_layer("embeddings_project").get_weights()[0]
+    scaled_s = np.linalg.svd(table * np.sqrt(weights)[:, None], compute_uv=False)
+    weighted_error = lambda a: np.sqrt((weights[:, None] * (a - table) ** 2).sum())  # noqa: E731
+    assert weighted_error(approx) == pytest.approx(np.sqrt((scaled_s[4:] ** 2).sum()), rel=1e-4)  # Eckart-Young, weighted
+    assert weighted_error(approx) < weighted_error(product)
+    same = factorize_embeddings(model, cfg, rank=4, positions=7, row_weights=np.full(len(table), 3.0))[0]
+    same_product = same.get_layer("embeddings_word").get_weights()[0] @ same.get_layer("embeddings_project").get_weights()[0]
+    np.testing.assert_allclose(same_product, product, atol=1e-5)  # equal weights: the plain SVD
+    with pytest.raises(ValueError, match="row_weights"):
+        factorize_embeddings(model, cfg, rank=4, positions=7, row_weights=np.ones(3))
     with pytest.raises(ValueError, match="already factorized"):
         factorize_embeddings(low, low_cfg, rank=2, positions=7)
     with pytest.raises(ValueError, match="below seq_len"):
