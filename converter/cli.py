@@ -12,6 +12,8 @@ import typer
 
 from converter.config import KitConfig, with_overrides
 
+SLIM = KitConfig().slim  # the slim command's defaults
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Host converter: HF BERT -> fine-tuned, compressed TFLite bundle.")
 
@@ -173,15 +175,18 @@ def slim(
     checkpoint: str = typer.Option("minilm", help="the checkpoint convert started from"),
     data: Path | None = typer.Option(None), out: Path = typer.Option(Path("dist")),
     work_dir: Path = typer.Option(Path("work")), seq_len: int = typer.Option(64),
-    keep_heads: float = typer.Option(0.5, help="student-structured: share of heads kept per layer"),
-    keep_ffn: float = typer.Option(0.75, help="student-structured: share of FFN neurons kept per layer"),
-    slim_keep_heads: float = typer.Option(0.5, help="student-slim: share of heads kept"),
-    slim_keep_ffn: float = typer.Option(0.75, help="student-slim: share of FFN neurons kept"),
+    keep_heads: float = typer.Option(SLIM.keep_heads, help="student-structured: share of heads kept per layer"),
+    keep_ffn: float = typer.Option(SLIM.keep_ffn, help="student-structured: share of FFN neurons kept per layer"),
+    slim_keep_heads: float = typer.Option(SLIM.slim_keep_heads, help="student-slim: share of heads kept"),
+    slim_keep_ffn: float = typer.Option(SLIM.slim_keep_ffn, help="student-slim: share of FFN neurons kept"),
     extra_text: str = typer.Option("", help="unlabeled text whose frequent ids the compact table keeps"),
-    extra_top_k: int = typer.Option(0), min_count: int = typer.Option(1, help="keep a training id seen this often"),
-    embedding_rank: int = typer.Option(160, help="rank of the slim model's factorized word table"),
-    bucket_quantization: str = typer.Option("dynamic", help="quantization of the length-bucket files"),
-    slim_epochs: int = typer.Option(4, help="recovery epochs of the slim model"),
+    extra_top_k: int = typer.Option(0),
+    min_count: int = typer.Option(SLIM.min_count, help="keep a training id seen this often"),
+    embedding_rank: int = typer.Option(SLIM.embedding_rank, help="rank of the slim model's factorized word table"),
+    embedding_weights: str = typer.Option(SLIM.embedding_weights, help="factorization row weights: counts or none"),
+    unk_copy_prob: float = typer.Option(SLIM.unk_copy_prob, help="slim recovery: [UNK] rate of the extra copy (0 = off)"),
+    bucket_quantization: str = typer.Option(SLIM.bucket_quantization, help="quantization of the length-bucket files"),
+    slim_epochs: int = typer.Option(SLIM.slim_recovery.epochs, help="recovery epochs of the slim model"),
     resume: bool = typer.Option(False),
 ):
     """Compact embeddings, structured pruning and length buckets for the distilled student."""
@@ -191,7 +196,8 @@ def slim(
     cfg = with_overrides(_config(checkpoint, data, out, work_dir, seq_len), "slim", keep_heads=keep_heads,
                          keep_ffn=keep_ffn, slim_keep_heads=slim_keep_heads, slim_keep_ffn=slim_keep_ffn,
                          extra_text=extra_text, extra_top_k=extra_top_k, min_count=min_count,
-                         embedding_rank=embedding_rank, bucket_quantization=bucket_quantization)
+                         embedding_rank=embedding_rank, embedding_weights=embedding_weights,
+                         unk_copy_prob=unk_copy_prob, bucket_quantization=bucket_quantization)
     cfg = with_overrides(cfg, "slim", slim_recovery=dataclasses.replace(cfg.slim.slim_recovery, epochs=slim_epochs))
     typer.echo(format_table(_run(run_step, cfg, "slim", "student", resume)))
 

@@ -158,6 +158,13 @@ class SlimConfig:
     # The slim model (structured + compact): word table factorized to this rank (SVD, then
     # recovered by distillation) and the position table cut to the longest bucket.
     embedding_rank: int = 160
+    # The factorization's row weights: "counts" (training token count + 1: the best rank-r table for
+    # the tokens that occur) or "none" (plain SVD); unk_copy_prob > 0: the recovery also trains on a
+    # copy of every sentence with wordpieces sent to [UNK] at that rate (0 = off). Chosen on dev with
+    # scripts/slim_sweep.py (3bb43f7's models): counts + 0.05 dev 0.8302, plain SVD 0.8219, counts
+    # alone 0.8178, [UNK] copy alone 0.8199.
+    embedding_weights: str = "counts"
+    unk_copy_prob: float = 0.05
     buckets: tuple[int, ...] = (16, 32, 64, 128)
     # Buckets use dynamic-range int8: activations are quantized per token row at run time, so a
     # sentence's real rows compute the same in every bucket. Full int8 calibrates fixed ranges

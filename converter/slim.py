@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from converter.augment import unk_copy
 from converter.bundle import model_entry, sha256_of
 from converter.compact import compact_model, factorize_embeddings, id_map, kept_ids, map_inputs
 from converter.config import KitConfig, ModelConfig
@@ -117,6 +118,40 @@ def structured_student(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: Model
     return small, small_cfg, report
 
 
+def slim_model(cfg: KitConfig, ctx: Context, mctx: Context, teacher, teacher_cfg: ModelConfig, small,
+               small_cfg: ModelConfig, kept: np.ndarray, mapping: np.ndarray, work_dir: Path, resume: bool = False):
+    """The 5 MB model from a structured cut: compact, word table factorized (cfg.slim.embedding_rank,
+    rows weighted by cfg.slim.embedding_weights), position table cut to the longest bucket, then
+    recovered by distillation on mapped ids (plus an [UNK] copy, cfg.slim.unk_copy_prob)
+    -> (model, its ModelConfig, report)."""
+    if cfg.slim.embedding_weights not in ("none", "counts"):
+        raise ValueError(f"slim.embedding_weights: {cfg.slim.embedding_weights!r}; expected 'none' or 'counts'")
+    slim, slim_cfg = compact_model(small, small_cfg, kept)
+    positions = max(bucket_lengths(cfg.slim.buckets, slim_cfg.max_seq_len, slim_cfg.max_position_embeddings))
+    weights = None
+    if cfg.slim.embedding_weights == "counts":
+        counts = np.bincount(ctx.splits["train"].inputs["input_ids"].reshape(-1), minlength=len(mapping))
+        weights = counts[kept] + 1.0
+    slim, slim_cfg = factorize_embeddings(slim, slim_cfg, cfg.slim.embedding_rank, positions, weights)
+    print(f"slim student: {len(kept)} embedding rows at rank {slim_cfg.embedding_rank} ({cfg.slim.embedding_weights} "
+          f"weights), {positions} positions", flush=True)
+    dev = mctx.splits["dev"]
+    before = split_metrics(slim.predict(list(dev.inputs.values()), batch_size=64, verbose=0), dev)["test"]["accuracy"]
+    (inputs, labels), dev_pair = train_dev(mctx)
+    teacher_inputs = list(ctx.splits["train"].inputs.values())
+    if cfg.slim.unk_copy_prob:
+        unk = int(mapping[load_vocab(ctx.vocab)["[UNK]"]])
+        inputs, labels, teacher_inputs = unk_copy(inputs, labels, teacher_inputs, unk, cfg.slim.unk_copy_prob,
+                                                  cfg.distill.train.seed)
+    slim, slim_cfg, state = distill(
+        teacher, teacher_cfg, (inputs, labels), dev_pair, replace(cfg.distill, train=cfg.slim.slim_recovery),
+        work_dir, resume=resume, student=slim, student_cfg=slim_cfg, teacher_inputs=teacher_inputs)
+    report = {"embedding_rank": slim_cfg.embedding_rank, "embedding_weights": cfg.slim.embedding_weights,
+              "unk_copy_prob": cfg.slim.unk_copy_prob, "positions": positions, "dev_before_recovery": before,
+              "best_dev_accuracy": state["best_dev_accuracy"]}
+    return slim, slim_cfg, report
+
+
 def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, student, student_cfg: ModelConfig,
              calibration, resume: bool = False):
     """student-compact-int8, student-structured-int8, and the bucketed student-slim-int8 -> (entries, report)."""
@@ -144,19 +179,10 @@ def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, st
             cfg, ctx, teacher, teacher_cfg, student, student_cfg, scores, cfg.slim.slim_keep_heads,
             cfg.slim.slim_keep_ffn, "student_slim_structured", resume)
 
-    # The slim model: structured + compact, word table factorized and position table cut to the
-    # longest bucket, then recovered by a second short distillation on mapped ids.
-    slim, slim_cfg = compact_model(small, small_cfg, kept)
-    positions = max(bucket_lengths(cfg.slim.buckets, slim_cfg.max_seq_len, slim_cfg.max_position_embeddings))
-    slim, slim_cfg = factorize_embeddings(slim, slim_cfg, cfg.slim.embedding_rank, positions)
-    print(f"slim student: {len(kept)} embedding rows at rank {slim_cfg.embedding_rank}, {positions} positions",
-          flush=True)
-    slim, slim_cfg, state = distill(
-        teacher, teacher_cfg, *train_dev(mctx), replace(cfg.distill, train=cfg.slim.slim_recovery),
-        Path(cfg.work_dir) / "student_slim", resume=resume, student=slim, student_cfg=slim_cfg,
-        teacher_inputs=list(ctx.splits["train"].inputs.values()))
-    report["slim"] = {"embedding_rank": slim_cfg.embedding_rank, "positions": positions,
-                      "best_dev_accuracy": state["best_dev_accuracy"]}
+    # In work/slim: the recovery's teacher logits (with the [UNK] copy's rows) are cached there,
+    # apart from the plain training split's.
+    slim, slim_cfg, report["slim"] = slim_model(cfg, ctx, mctx, teacher, teacher_cfg, small, small_cfg, kept, mapping,
+                                                work / "student_slim", resume)
     entries += export_variants(slim, slim_cfg, "student-slim", mctx, cfg, ("int8",), mapped_calibration, **map_fields)
     # What a device needs for this one model (the manifest comes on top: ~1 KB per entry).
     report["slim"]["bundle_bytes_without_manifest"] = sum(
