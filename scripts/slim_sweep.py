@@ -1,13 +1,17 @@
 """The 5 MB model's embedding choices on dev: rows kept, factorization rank and weighting, recovery lr.
 
     .venv/bin/python scripts/slim_sweep.py [--work-dir work]
-        [--variants "rank=160;rank=160,weights=counts;rank=288,min_count=2"]
+        [--variants "rank=160,weights=none,unk_prob=0;rank=288,min_count=2"]
+
+A variant's unnamed keys take make convert's values (KitConfig().slim: rank, min_count, weights,
+lr, unk_prob); the default list spells every key of the committed results' runs.
 
 Needs `make convert`'s work dir: the teacher and the recovered 50% heads / 50% FFN cut
 (work/student_slim_structured, its widths read from work/report.json). Each variant compacts that
 model (ids seen >= min_count times in training), factorizes its word table (plain SVD, or weighted
-by training token counts + 1 with weights=counts), recovers it exactly as `make convert` does
-(slim.slim_recovery, optionally another lr) and exports full int8. Dev picks; test is reported.
+by training token counts + 1 with weights=counts), recovers it with make convert's own function
+(slim.slim_model: optionally another lr, and a copy of the training split with wordpieces sent to
+[UNK] at rate unk_prob) and exports full int8. Dev picks; test is reported.
 Prints a table and writes benchmarks/results/slim-sweep-<machine>-<date>.{json,md}."""
 
 from __future__ import annotations
