@@ -44,12 +44,11 @@ def token_id(vocab: Path, token: str = "[MASK]") -> int:
     raise ValueError(f"{vocab}: no line holds {token}")
 
 
-def unk_copy(inputs: list[np.ndarray], labels: np.ndarray, teacher_inputs: list[np.ndarray], unk_id: int,
-             prob: float, seed: int):
-    """-> (inputs, labels, teacher_inputs): the training rows plus one copy whose wordpieces (not
-    [CLS], [SEP] or padding) become `unk_id` with probability `prob`. The teacher still reads the
-    original sentence, so the copy learns to answer as the teacher does despite the ids that
-    embedding compaction sends to [UNK]."""
+def unk_copy(inputs: list[np.ndarray], labels: np.ndarray, unk_id: int, prob: float, seed: int):
+    """-> (inputs, labels, source rows): the training rows plus one copy whose wordpieces (not
+    [CLS], [SEP] or padding) become `unk_id` with probability `prob`. Each row's source row is the
+    original sentence the teacher reads (distill's teacher_rows), so the copy learns to answer as
+    the teacher does despite the ids that embedding compaction sends to [UNK]."""
     if not 0 <= prob <= 1:
         raise ValueError(f"unk copy probability {prob} must lie in [0, 1]")
     ids, mask = inputs
@@ -57,4 +56,4 @@ def unk_copy(inputs: list[np.ndarray], labels: np.ndarray, teacher_inputs: list[
     body = (mask == 1) & (np.arange(ids.shape[1])[None, :] > 0) & followed
     hit = body & (np.random.default_rng(seed).random(ids.shape) < prob)
     return ([np.concatenate([ids, np.where(hit, unk_id, ids)]), np.concatenate([mask, mask])],
-            np.concatenate([labels, labels]), [np.concatenate([x, x]) for x in teacher_inputs])
+            np.concatenate([labels, labels]), np.tile(np.arange(len(ids)), 2))

@@ -84,13 +84,15 @@ CACHE_PROBE_ROWS = 8
 
 
 def distillation_data(teacher, inputs: list[np.ndarray], labels: np.ndarray, work: Path, alpha: float,
-                      temperature: float, teacher_inputs: list[np.ndarray] | None = None):
+                      temperature: float, teacher_inputs: list[np.ndarray] | None = None,
+                      teacher_rows: np.ndarray | None = None):
     """-> (targets [label | teacher logits], DistillationLoss) for any fine-tune that learns from the teacher.
 
     teacher_inputs: the same rows as the teacher reads them, when the student's ids differ
-    (a compact embedding table reads mapped ids)."""
+    (a compact embedding table reads mapped ids). teacher_rows: the teacher_inputs row that labels
+    each training row, when several training rows are copies of one sentence (default: row i)."""
     soft = teacher_logits(teacher, teacher_inputs or inputs, Path(work) / TEACHER_LOGITS)
-    return pack_targets(labels, soft), DistillationLoss(alpha, temperature)
+    return pack_targets(labels, soft if teacher_rows is None else soft[teacher_rows]), DistillationLoss(alpha, temperature)
 
 
 def teacher_logits(teacher, inputs: list[np.ndarray], cache: Path) -> np.ndarray:
@@ -113,16 +115,17 @@ def teacher_logits(teacher, inputs: list[np.ndarray], cache: Path) -> np.ndarray
 
 def distill(teacher, teacher_cfg: ModelConfig, train: tuple, dev: tuple, cfg: DistillConfig, work_dir: Path,
             alpha: float | None = None, resume: bool = False, student=None, student_cfg: ModelConfig | None = None,
-            teacher_inputs: list[np.ndarray] | None = None, mask_id: int | None = None):
+            teacher_inputs: list[np.ndarray] | None = None, mask_id: int | None = None,
+            teacher_rows: np.ndarray | None = None):
     """Train a student on train=(inputs, labels) against the teacher -> (student, its ModelConfig, state).
 
     Without `student`, one is built from cfg and initialised from the teacher's layers.
-    teacher_inputs: see distillation_data. mask_id: the vocabulary's [MASK] id, for cfg.augment_copies.
+    teacher_inputs, teacher_rows: see distillation_data. mask_id: the vocabulary's [MASK] id, for cfg.augment_copies.
     """
     inputs, labels = train
     alpha = cfg.alpha if alpha is None else alpha
     targets, loss = distillation_data(teacher, inputs, labels, Path(work_dir).parent, alpha, cfg.temperature,
-                                      teacher_inputs)
+                                      teacher_inputs, teacher_rows)
     if cfg.augment_copies and teacher_inputs is None:
         inputs, targets = augmented(teacher, inputs, labels, targets, cfg, mask_id, Path(work_dir).parent)
     if student is None:

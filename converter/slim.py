@@ -118,14 +118,17 @@ def structured_student(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: Model
     return small, small_cfg, report
 
 
+EMBEDDING_WEIGHTS = ("none", "counts")  # slim.embedding_weights: plain SVD, or rows weighted by training counts
+
+
 def slim_model(cfg: KitConfig, ctx: Context, mctx: Context, teacher, teacher_cfg: ModelConfig, small,
                small_cfg: ModelConfig, kept: np.ndarray, mapping: np.ndarray, work_dir: Path, resume: bool = False):
     """The 5 MB model from a structured cut: compact, word table factorized (cfg.slim.embedding_rank,
     rows weighted by cfg.slim.embedding_weights), position table cut to the longest bucket, then
     recovered by distillation on mapped ids (plus an [UNK] copy, cfg.slim.unk_copy_prob)
     -> (model, its ModelConfig, report)."""
-    if cfg.slim.embedding_weights not in ("none", "counts"):
-        raise ValueError(f"slim.embedding_weights: {cfg.slim.embedding_weights!r}; expected 'none' or 'counts'")
+    if cfg.slim.embedding_weights not in EMBEDDING_WEIGHTS:
+        raise ValueError(f"slim.embedding_weights: {cfg.slim.embedding_weights!r}; expected one of {EMBEDDING_WEIGHTS}")
     slim, slim_cfg = compact_model(small, small_cfg, kept)
     positions = max(bucket_lengths(cfg.slim.buckets, slim_cfg.max_seq_len, slim_cfg.max_position_embeddings))
     weights = None
@@ -138,14 +141,14 @@ def slim_model(cfg: KitConfig, ctx: Context, mctx: Context, teacher, teacher_cfg
     dev = mctx.splits["dev"]
     before = split_metrics(slim.predict(list(dev.inputs.values()), batch_size=64, verbose=0), dev)["test"]["accuracy"]
     (inputs, labels), dev_pair = train_dev(mctx)
-    teacher_inputs = list(ctx.splits["train"].inputs.values())
+    rows = None  # the teacher labels each row from the original sentence (cached logits, one pass)
     if cfg.slim.unk_copy_prob:
         unk = int(mapping[load_vocab(ctx.vocab)["[UNK]"]])
-        inputs, labels, teacher_inputs = unk_copy(inputs, labels, teacher_inputs, unk, cfg.slim.unk_copy_prob,
-                                                  cfg.distill.train.seed)
+        inputs, labels, rows = unk_copy(inputs, labels, unk, cfg.slim.unk_copy_prob, cfg.distill.train.seed)
     slim, slim_cfg, state = distill(
         teacher, teacher_cfg, (inputs, labels), dev_pair, replace(cfg.distill, train=cfg.slim.slim_recovery),
-        work_dir, resume=resume, student=slim, student_cfg=slim_cfg, teacher_inputs=teacher_inputs)
+        work_dir, resume=resume, student=slim, student_cfg=slim_cfg,
+        teacher_inputs=list(ctx.splits["train"].inputs.values()), teacher_rows=rows)
     report = {"embedding_rank": slim_cfg.embedding_rank, "embedding_weights": cfg.slim.embedding_weights,
               "unk_copy_prob": cfg.slim.unk_copy_prob, "positions": positions, "dev_before_recovery": before,
               "best_dev_accuracy": state["best_dev_accuracy"]}
@@ -179,10 +182,8 @@ def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, st
             cfg, ctx, teacher, teacher_cfg, student, student_cfg, scores, cfg.slim.slim_keep_heads,
             cfg.slim.slim_keep_ffn, "student_slim_structured", resume)
 
-    # In work/slim: the recovery's teacher logits (with the [UNK] copy's rows) are cached there,
-    # apart from the plain training split's.
     slim, slim_cfg, report["slim"] = slim_model(cfg, ctx, mctx, teacher, teacher_cfg, small, small_cfg, kept, mapping,
-                                                work / "student_slim", resume)
+                                                Path(cfg.work_dir) / "student_slim", resume)
     entries += export_variants(slim, slim_cfg, "student-slim", mctx, cfg, ("int8",), mapped_calibration, **map_fields)
     # What a device needs for this one model (the manifest comes on top: ~1 KB per entry).
     report["slim"]["bundle_bytes_without_manifest"] = sum(

@@ -32,7 +32,7 @@ from converter.compress import load_trained, trained_teacher  # noqa: E402
 from converter.config import KitConfig, with_overrides  # noqa: E402
 from converter.distill import student_config  # noqa: E402
 from converter.pipeline import calibration_inputs, export_variants  # noqa: E402
-from converter.slim import compaction, mapped_context, slim_model  # noqa: E402
+from converter.slim import EMBEDDING_WEIGHTS, compaction, mapped_context, slim_model  # noqa: E402
 
 SLIM = KitConfig().slim
 DEFAULTS = {"rank": SLIM.embedding_rank, "min_count": SLIM.min_count, "weights": SLIM.embedding_weights,
@@ -53,8 +53,8 @@ def parse_variant(text: str) -> dict:
         if key not in DEFAULTS:
             raise SystemExit(f"--variants: unknown key {key!r} in {text!r}; expected one of {sorted(DEFAULTS)}")
         variant[key] = type(DEFAULTS[key])(value)
-    if variant["weights"] not in ("none", "counts"):
-        raise SystemExit(f"--variants: weights must be none or counts, not {variant['weights']!r}")
+    if variant["weights"] not in EMBEDDING_WEIGHTS:  # checked before any model loads
+        raise SystemExit(f"--variants: weights must be one of {EMBEDDING_WEIGHTS}, not {variant['weights']!r}")
     return variant
 
 

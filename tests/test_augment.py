@@ -59,26 +59,24 @@ UNK = 100
 
 def test_unk_copy_sends_only_wordpieces_to_unk_and_the_teacher_reads_the_originals():
     labels = np.array([2, 0])
-    teacher = [IDS + 1000, ATTN]  # the teacher reads other (full-vocabulary) ids
-    (ids, mask), out_labels, (t_ids, t_mask) = unk_copy([IDS, ATTN], labels, teacher, UNK, prob=1.0, seed=0)
+    (ids, mask), out_labels, rows = unk_copy([IDS, ATTN], labels, UNK, prob=1.0, seed=0)
     expected = np.array([[CLS, UNK, UNK, UNK, SEP, 0, 0], [CLS, UNK, SEP, 0, 0, 0, 0]], np.int32)
     np.testing.assert_array_equal(ids, np.concatenate([IDS, expected]))
     np.testing.assert_array_equal(mask, np.concatenate([ATTN, ATTN]))
     assert out_labels.tolist() == [2, 0, 2, 0]
-    np.testing.assert_array_equal(t_ids, np.concatenate([IDS + 1000, IDS + 1000]))  # originals, twice
-    np.testing.assert_array_equal(t_mask, np.concatenate([ATTN, ATTN]))
+    assert rows.tolist() == [0, 1, 0, 1]  # every copy is labelled by the teacher from its original sentence
     full = np.array([[CLS, 5, 6, SEP]], np.int32)  # a sentence filling every position keeps its last [SEP]
-    assert unk_copy([full, np.ones_like(full)], labels[:1], [full, full], UNK, 1.0, 0)[0][0][1].tolist() == [CLS, UNK, UNK, SEP]
+    assert unk_copy([full, np.ones_like(full)], labels[:1], UNK, 1.0, 0)[0][0][1].tolist() == [CLS, UNK, UNK, SEP]
 
 
 def test_unk_copy_is_seeded_and_follows_its_rate():
     ids = np.array([[CLS, *range(1000, 1400), SEP]], np.int32)
     inputs = [ids, np.ones_like(ids)]
-    a = unk_copy(inputs, np.array([1]), inputs, UNK, prob=0.25, seed=3)[0][0]
-    b = unk_copy(inputs, np.array([1]), inputs, UNK, prob=0.25, seed=3)[0][0]
+    a = unk_copy(inputs, np.array([1]), UNK, prob=0.25, seed=3)[0][0]
+    b = unk_copy(inputs, np.array([1]), UNK, prob=0.25, seed=3)[0][0]
     np.testing.assert_array_equal(a, b)
     hit = a[1] == UNK
     assert 0.18 < hit.mean() < 0.32 and (a[1][~hit] == ids[0][~hit]).all()
-    np.testing.assert_array_equal(unk_copy(inputs, np.array([1]), inputs, UNK, 0.0, 3)[0][0][1], ids[0])
+    np.testing.assert_array_equal(unk_copy(inputs, np.array([1]), UNK, 0.0, 3)[0][0][1], ids[0])
     with pytest.raises(ValueError, match="probability 1.5"):
-        unk_copy(inputs, np.array([1]), inputs, UNK, 1.5, 0)
+        unk_copy(inputs, np.array([1]), UNK, 1.5, 0)

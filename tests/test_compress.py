@@ -10,7 +10,15 @@ import tf_keras
 from converter.augment import augment_ids
 from converter.checkpoint import build_from_checkpoint
 from converter.config import DistillConfig, ExportConfig, FinetuneConfig, PruneConfig, QatConfig
-from converter.distill import DistillationLoss, distill, init_student, student_config, teacher_layer_map, teacher_logits
+from converter.distill import (
+    DistillationLoss,
+    distill,
+    distillation_data,
+    init_student,
+    student_config,
+    teacher_layer_map,
+    teacher_logits,
+)
 from converter.export import export_tflite, tflite_logits
 from converter.prune import kernel_sparsity, prune, prune_targets
 from converter.qat import PerChannelKernelQuantizer, qat
@@ -148,6 +156,18 @@ def test_cached_teacher_logits_of_another_teacher_are_recomputed(tiny, tmp_path)
     np.save(cache, fresh + 1.0)  # as if written by an earlier, different teacher
     np.testing.assert_allclose(teacher_logits(teacher, train[0], cache), fresh, atol=1e-5)
     np.testing.assert_allclose(np.load(cache), fresh, atol=1e-5)
+
+
+def test_teacher_rows_label_copies_from_the_cached_logits_of_their_originals(tiny, tmp_path):
+    teacher, _, train, _ = tiny
+    (ids, mask), labels = train
+    rows = np.tile(np.arange(len(labels)), 2)
+    copies = [np.concatenate([ids, np.zeros_like(ids)]), np.concatenate([mask, mask])]  # the copies' own ids differ
+    targets, _ = distillation_data(teacher, copies, labels[rows], tmp_path, 0.5, 2.0, [ids, mask], rows)
+    once = np.load(tmp_path / "teacher_train_logits.npy")
+    assert once.shape == (len(labels), 3)  # the teacher read each original sentence once
+    np.testing.assert_array_equal(targets[:, 0], labels[rows])
+    np.testing.assert_array_equal(targets[:, 1:], once[rows])
 
 
 def test_qat_activation_range_choice_reaches_every_quantizer(tiny):
