@@ -15,7 +15,7 @@ from converter.distill import distill, distillation_data, student_config
 from converter.model import build_classifier
 from converter.pipeline import Context, calibration_inputs, export_variants, prepare, split_metrics, teacher_pooling, train_dev
 from converter.prune import prune
-from converter.qat import qat
+from converter.qat import qat, trained_float
 
 log = logging.getLogger(__name__)
 STUDENT_QUANTIZATIONS = ("float32", "dynamic", "float16", "int8", "int16x8")
@@ -115,7 +115,9 @@ def run_qat(cfg: KitConfig, ctx: Context, model, model_cfg: ModelConfig, calibra
     qat_cfg = cfg.qat if prefix != "student" else replace(cfg.qat, train=replace(cfg.qat.train,
                                                                                    epochs=cfg.qat.student_epochs))
     quantized, state = qat(model, train, dev, qat_cfg, work, resume=resume, loss=loss)
-    entries = export_variants(quantized, model_cfg, f"{prefix}-qat", ctx, cfg, ("int8",), calibration)
+    # The fine-tuned weights, converted like post-training int8 (see converter.qat: trained_float).
+    entries = export_variants(trained_float(quantized, model), model_cfg, f"{prefix}-qat", ctx, cfg, ("int8",),
+                              calibration)
     return entries, {"best_dev_accuracy": state["best_dev_accuracy"]}
 
 

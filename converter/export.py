@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import tempfile
@@ -16,23 +15,6 @@ from device_runtime.interpreter import TFLiteModel
 
 log = logging.getLogger(__name__)
 QUANTIZATIONS = ("float32", "dynamic", "float16", "int8", "int16x8")
-
-
-_TRACING_FOR_EXPORT = [False]
-
-
-def tracing_for_export() -> bool:
-    """True while convert() traces a model: QAT kernel quantizers then pass weights through."""
-    return _TRACING_FOR_EXPORT[0]
-
-
-@contextlib.contextmanager
-def _export_tracing():
-    _TRACING_FOR_EXPORT[0] = True
-    try:
-        yield
-    finally:
-        _TRACING_FOR_EXPORT[0] = False
 
 
 def serving_function(model, seq_len: int):
@@ -62,8 +44,7 @@ def convert(model, seq_len: int, quantization: str, calibration: dict[str, np.nd
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {quantization!r}; choose from {', '.join(QUANTIZATIONS)}")
-    with _export_tracing():  # QAT kernel quantizers step aside; the converter rounds those kernels per channel
-        function = serving_function(model, seq_len)
+    function = serving_function(model, seq_len)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
     if quantization != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

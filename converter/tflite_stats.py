@@ -1,9 +1,10 @@
-"""What an exported .tflite file really holds: encoder weight sparsity and gzip size."""
+"""What an exported .tflite file really holds: encoder weight sparsity, gzip size, which ops run in int8."""
 
 from __future__ import annotations
 
 import gzip
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,15 @@ def _encoder_weight_tensors(path: Path) -> dict[str, tuple[np.ndarray, dict]]:
         if ENCODER_WEIGHT.search(name):
             weights[name] = (interpreter.get_tensor(index), tensors[index])
     return weights
+
+
+def int8_ops(path: Path) -> Counter:
+    """How many ops of each type compute in int8 (an int8 output), QUANTIZE and DEQUANTIZE aside."""
+    interpreter = TFLiteModel(path).interpreter
+    dtypes = {t["index"]: np.dtype(t["dtype"]) for t in interpreter.get_tensor_details()}
+    return Counter(op["op_name"] for op in interpreter._get_ops_details()
+                   if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE")
+                   and any(dtypes.get(i) == np.int8 for i in op["outputs"]))
 
 
 def encoder_sparsity(path: Path) -> float:

@@ -66,6 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--work-dir", default="work")
     parser.add_argument("--variants", default=VARIANTS, help="';'-separated variants, each key=value,...")
+    parser.add_argument("--out", default="", help="results path, no suffix (default: benchmarks/results/<name>-<machine>-<date>)")
     args = parser.parse_args()
     variants = [parse_variant(text) for text in args.variants.split(";") if text.strip()]
 
@@ -107,7 +108,8 @@ def main() -> None:
               f"{r['allagree']:.4f} | {r['model_bytes']:,} |" for r in rows]
     text = "\n".join(lines)
     print(text)
-    out = ROOT / "benchmarks" / "results" / f"slim-sweep-{platform.machine()}-{time.strftime('%Y-%m-%d')}"
+    dated = f"slim-sweep-{platform.machine()}-{time.strftime('%Y-%m-%d')}"
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / dated
     out.with_suffix(".json").write_text(json.dumps(rows, indent=2))
     out.with_suffix(".md").write_text(text + "\n")
     print(f"wrote {out}.md", flush=True)

@@ -21,8 +21,8 @@ from converter.distill import (
 )
 from converter.export import export_tflite, tflite_logits
 from converter.prune import kernel_sparsity, prune, prune_targets
-from converter.qat import PerChannelKernelQuantizer, qat
-from converter.tflite_stats import encoder_sparsity, encoder_weight_scales, encoder_weights
+from converter.qat import PerChannelKernelQuantizer, qat, trained_float
+from converter.tflite_stats import encoder_sparsity, encoder_weight_scales, encoder_weights, int8_ops
 from tests.helpers import TINY_BERT
 
 FORBIDDEN = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
@@ -99,7 +99,8 @@ def test_qat_model_has_fake_quant_and_exports_int8(tiny, tmp_path):
         tf.TensorSpec([1, 7], tf.int32), tf.TensorSpec([1, 7], tf.int32)).graph
     assert any(op.type.startswith("FakeQuantWithMinMaxVars") for op in graph.get_operations())
     calibration = {"input_ids": train[0][0][:8], "attention_mask": train[0][1][:8]}
-    path = export_tflite(quantized, 7, "int8", tmp_path / "qat.tflite", calibration, ExportConfig().int8_float_ops)
+    path = export_tflite(trained_float(quantized, model), 7, "int8", tmp_path / "qat.tflite", calibration,
+                         ExportConfig().int8_float_ops)
     weights = encoder_weights(path)
     assert {w.dtype for w in weights.values()} == {np.dtype(np.int8)}
     # Per output channel, as simulated in training (a per-tensor scale would be 1).
@@ -114,7 +115,8 @@ def test_qat_kernel_quantizer_rounds_like_the_converter(tiny, tmp_path):
     model, _, train, dev = tiny
     quantized, _ = qat(model, train, dev, QatConfig(train=replace(QUICK, epochs=1)), tmp_path / "qat")
     calibration = {"input_ids": train[0][0][:8], "attention_mask": train[0][1][:8]}
-    path = export_tflite(quantized, 7, "int8", tmp_path / "qat.tflite", calibration, ExportConfig().int8_float_ops)
+    path = export_tflite(trained_float(quantized, model), 7, "int8", tmp_path / "qat.tflite", calibration,
+                         ExportConfig().int8_float_ops)
     wrapper = quantized.get_layer("quant_layer_0_ffn_in")
     kernel = next(w for w in wrapper.trainable_weights if "kernel" in w.name).numpy()  # the float kernel trained
     simulated = PerChannelKernelQuantizer()(tf.constant(kernel), True, {}).numpy()
@@ -123,6 +125,36 @@ def test_qat_kernel_quantizer_rounds_like_the_converter(tiny, tmp_path):
     scale = np.abs(kernel).max(0) / 127
     np.testing.assert_allclose(stored[name].T * scale, simulated, rtol=0, atol=1e-6)
     assert not np.allclose(simulated, kernel)  # the quantizer really rounds
+
+
+def test_qat_export_keeps_the_float_islands_of_post_training_int8(tiny, tmp_path):
+    """The QAT file computes in int8 exactly the ops post-training int8 does (no residual add,
+    LayerNorm mean or attention matmul in int8, which the fine-tune does not simulate), from the
+    fine-tuned weights; the residual adds carry no fake quantization in training either."""
+    model, _, train, dev = tiny
+    quantized, _ = qat(model, train, dev, QatConfig(train=replace(QUICK, epochs=1)), tmp_path / "qat")
+    residual = quantized.get_layer("quant_layer_0_attn_residual")
+    assert not residual.quantize_config.get_output_quantizers(residual.layer)
+    exported = trained_float(quantized, model)
+    trained = {v.name: v.numpy() for v in quantized.weights}
+    for variable in exported.weights:
+        np.testing.assert_array_equal(variable.numpy(), trained[variable.name])
+    moved = [v.name for v in model.weights if not np.array_equal(v.numpy(), trained[v.name])]
+    assert any("kernel" in name for name in moved)  # the copy holds the fine-tune's weights, not the start's
+    calibration = {"input_ids": train[0][0][:8], "attention_mask": train[0][1][:8]}
+    float_ops = ExportConfig().int8_float_ops
+    qat_ops = int8_ops(export_tflite(exported, 7, "int8", tmp_path / "qat.tflite", calibration, float_ops))
+    ptq_ops = int8_ops(export_tflite(model, 7, "int8", tmp_path / "ptq.tflite", calibration, float_ops))
+    assert qat_ops == ptq_ops and qat_ops["FULLY_CONNECTED"] > 0
+    assert not set(qat_ops) & set(float_ops)
+
+
+def test_trained_float_names_a_missing_weight(tiny, tmp_path):
+    model, _, train, dev = tiny
+    student = init_student(model, tiny[1], student_config(tiny[1], DistillConfig(num_layers=1)))
+    quantized, _ = qat(student, train, dev, QatConfig(train=replace(QUICK, epochs=1)), tmp_path / "qat")
+    with pytest.raises(ValueError, match="layer_1_"):
+        trained_float(quantized, model)  # the 2-layer model's second layer is not in the 1-layer QAT model
 
 
 def test_no_lambda_layers_in_any_built_model(tiny, tmp_path):
