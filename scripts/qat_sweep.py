@@ -13,17 +13,15 @@ Prints a table and writes benchmarks/results/qat-sweep-<machine>-<date>.{json,md
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
 import shutil
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from sweep_variants import parse_variant, sweep_arguments, write_results  # noqa: E402  (scripts/)
 
 from converter.compress import load_trained, run_qat, trained_teacher  # noqa: E402
 from converter.config import KitConfig, with_overrides  # noqa: E402
@@ -41,19 +39,6 @@ VARIANTS = ";".join(f"lr={lr:g},epochs={e},target={t},alpha={a:g}" for lr, e, t,
     (1e-5, 3, "teacher", 0.1), (2e-5, 3, "teacher", 0.1), (5e-6, 3, "teacher", 0.1), (1e-5, 3, "self", 0.1)))
 
 
-def parse_variant(text: str) -> dict:
-    """"lr=2e-05,target=self" -> the DEFAULTS with those keys replaced (types kept)."""
-    variant = dict(DEFAULTS)
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, _, value = part.partition("=")
-        if key not in DEFAULTS:
-            raise SystemExit(f"--variants: unknown key {key!r} in {text!r}; expected one of {sorted(DEFAULTS)}")
-        variant[key] = type(DEFAULTS[key])(value)
-    if variant["target"] not in TARGETS:  # checked before any model loads
-        raise SystemExit(f"--variants: target must be one of {TARGETS}, not {variant['target']!r}")
-    return variant
-
-
 def tag_of(v: dict) -> str:
     return f"lr{v['lr']:g}-e{v['epochs']}-{v['target']}-a{v['alpha']:g}"
 
@@ -67,12 +52,8 @@ def file_metrics(path: Path, ctx) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--work-dir", default="work")
-    parser.add_argument("--variants", default=VARIANTS, help="';'-separated variants, each key=value,...")
-    parser.add_argument("--out", default="", help="results path, no suffix (default: benchmarks/results/<name>-<machine>-<date>)")
-    args = parser.parse_args()
-    variants = [parse_variant(text) for text in args.variants.split(";") if text.strip()]
+    args = sweep_arguments(VARIANTS)
+    variants = [parse_variant(text, DEFAULTS, {"target": TARGETS}) for text in args.variants.split(";") if text.strip()]
 
     cfg = replace(KitConfig(), work_dir=args.work_dir)
     ctx, teacher, teacher_cfg = trained_teacher(cfg)
@@ -106,13 +87,7 @@ def main() -> None:
     lines += [f"| {r['variant']} | {r['keras_dev']:.4f} | {r['dev']:.4f} | {r['test']:.4f} | {r['allagree']:.4f} |"
               if "keras_dev" in r else f"| {r['variant']} | - | {r['dev']:.4f} | {r['test']:.4f} | {r['allagree']:.4f} |"
               for r in rows]
-    text = "\n".join(lines)
-    print(text)
-    dated = f"qat-sweep-{platform.machine()}-{time.strftime('%Y-%m-%d')}"
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / dated
-    out.with_suffix(".json").write_text(json.dumps(rows, indent=2))
-    out.with_suffix(".md").write_text(text + "\n")
-    print(f"wrote {out}.md", flush=True)
+    write_results("qat-sweep", args.out, rows, "\n".join(lines))
 
 
 if __name__ == "__main__":

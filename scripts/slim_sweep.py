@@ -16,16 +16,15 @@ Prints a table and writes benchmarks/results/slim-sweep-<machine>-<date>.{json,m
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from sweep_variants import parse_variant, sweep_arguments, write_results  # noqa: E402  (scripts/)
 
 from converter.compact import map_inputs  # noqa: E402
 from converter.compress import load_trained, trained_teacher  # noqa: E402
@@ -45,30 +44,14 @@ VARIANTS = ";".join(f"rank={r},min_count={m},weights={w},unk_prob={u}" for r, m,
     (288, 2, "none", 0)))
 
 
-def parse_variant(text: str) -> dict:
-    """"rank=288,min_count=2" -> the DEFAULTS with those keys replaced (types kept)."""
-    variant = dict(DEFAULTS)
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, _, value = part.partition("=")
-        if key not in DEFAULTS:
-            raise SystemExit(f"--variants: unknown key {key!r} in {text!r}; expected one of {sorted(DEFAULTS)}")
-        variant[key] = type(DEFAULTS[key])(value)
-    if variant["weights"] not in EMBEDDING_WEIGHTS:  # checked before any model loads
-        raise SystemExit(f"--variants: weights must be one of {EMBEDDING_WEIGHTS}, not {variant['weights']!r}")
-    return variant
-
-
 def tag_of(v: dict) -> str:
     return f"r{v['rank']}-m{v['min_count']}-{v['weights']}-lr{v['lr']:g}" + (f"-unk{v['unk_prob']:g}" if v["unk_prob"] else "")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--work-dir", default="work")
-    parser.add_argument("--variants", default=VARIANTS, help="';'-separated variants, each key=value,...")
-    parser.add_argument("--out", default="", help="results path, no suffix (default: benchmarks/results/<name>-<machine>-<date>)")
-    args = parser.parse_args()
-    variants = [parse_variant(text) for text in args.variants.split(";") if text.strip()]
+    args = sweep_arguments(VARIANTS)
+    variants = [parse_variant(text, DEFAULTS, {"weights": EMBEDDING_WEIGHTS})
+                for text in args.variants.split(";") if text.strip()]
 
     cfg = replace(KitConfig(), work_dir=args.work_dir)
     report = json.loads((Path(args.work_dir) / "report.json").read_text())["slim"]
@@ -106,13 +89,7 @@ def main() -> None:
     lines += [f"| {r['rank']} | {r['min_count']} | {r['weights']} | {r['lr']:g} | {r['unk_prob']:g} | {r['kept_ids']:,} | "
               f"{r['test_tokens_to_unk']:.2%} | {r['dev_before_recovery']:.4f} | {r['dev']:.4f} | {r['test']:.4f} | "
               f"{r['allagree']:.4f} | {r['model_bytes']:,} |" for r in rows]
-    text = "\n".join(lines)
-    print(text)
-    dated = f"slim-sweep-{platform.machine()}-{time.strftime('%Y-%m-%d')}"
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / dated
-    out.with_suffix(".json").write_text(json.dumps(rows, indent=2))
-    out.with_suffix(".md").write_text(text + "\n")
-    print(f"wrote {out}.md", flush=True)
+    write_results("slim-sweep", args.out, rows, "\n".join(lines))
 
 
 if __name__ == "__main__":
