@@ -25,7 +25,7 @@ from sweep_variants import parse_variant, sweep_arguments, write_results  # noqa
 
 from converter.compress import load_trained, run_qat, trained_teacher  # noqa: E402
 from converter.config import KitConfig, with_overrides  # noqa: E402
-from converter.distill import student_config  # noqa: E402
+from converter.distill import TEACHER_LOGITS, student_config  # noqa: E402
 from converter.export import tflite_logits  # noqa: E402
 from converter.pipeline import calibration_inputs, split_metrics  # noqa: E402
 
@@ -43,10 +43,11 @@ def tag_of(v: dict) -> str:
     return f"lr{v['lr']:g}-e{v['epochs']}-{v['target']}-a{v['alpha']:g}"
 
 
-def file_metrics(path: Path, ctx) -> dict:
-    """Accuracy of one .tflite file on dev and test (and test AllAgree)."""
+def file_metrics(path: Path, ctx, on_test: dict | None = None) -> dict:
+    """Accuracy of one .tflite file on dev and test (and test AllAgree); `on_test`: its test metrics
+    when export_variants has already run it on test (split_metrics' form)."""
     dev, test = ctx.splits["dev"], ctx.splits["test"]
-    on_test = split_metrics(tflite_logits(path, test.inputs), test)
+    on_test = on_test or split_metrics(tflite_logits(path, test.inputs), test)
     return {"dev": split_metrics(tflite_logits(path, dev.inputs), dev)["test"]["accuracy"],
             "test": on_test["test"]["accuracy"], "allagree": on_test["test_allagree"]["accuracy"]}
 
@@ -69,7 +70,7 @@ def main() -> None:
         print(f"== {tag}", flush=True)
         vwork = work / tag
         vwork.mkdir(parents=True, exist_ok=True)
-        logits = Path(args.work_dir) / "teacher_train_logits.npy"
+        logits = Path(args.work_dir) / TEACHER_LOGITS
         if logits.exists() and not (vwork / logits.name).exists():  # the teacher's cache, as make convert has it
             shutil.copy(logits, vwork / logits.name)
         vcfg = with_overrides(replace(cfg, work_dir=str(vwork)), "qat", target=v["target"], student_epochs=v["epochs"],
@@ -78,7 +79,7 @@ def main() -> None:
         student = load_trained(cfg, student_cfg, "student")  # a fresh float student per variant
         entries, report = run_qat(vcfg, ctx, student, student_cfg, calibration, teacher, resume=True)
         rows.append({"variant": tag, **v, "keras_dev": report["best_dev_accuracy"],
-                     **file_metrics(Path(entries[0]["source"]), ctx)})
+                     **file_metrics(Path(entries[0]["source"]), ctx, entries[0]["metrics"])})
         print(f"== {tag}: {rows[-1]}", flush=True)
 
     lines = ["Student QAT recipes (`scripts/qat_sweep.py`), from make convert's float student; full int8 files "
