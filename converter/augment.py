@@ -44,16 +44,28 @@ def token_id(vocab: Path, token: str = "[MASK]") -> int:
     raise ValueError(f"{vocab}: no line holds {token}")
 
 
-def unk_copy(inputs: list[np.ndarray], labels: np.ndarray, unk_id: int, prob: float, seed: int):
+def unk_copy(inputs: list[np.ndarray], labels: np.ndarray, unk_id: int, prob: float, seed: int,
+             rare_alpha: float = 0.0):
     """-> (inputs, labels, source rows): the training rows plus one copy whose wordpieces (not
     [CLS], [SEP] or padding) become `unk_id` with probability `prob`. Each row's source row is the
     original sentence the teacher reads (distill's teacher_rows), so the copy learns to answer as
-    the teacher does despite the ids that embedding compaction sends to [UNK]."""
+    the teacher does despite the ids that embedding compaction sends to [UNK].
+
+    rare_alpha > 0 sends rare wordpieces to [UNK] more often, as the ids a test sentence loses are
+    rare ones (word dropout, Kiperwasser & Goldberg 2016): a wordpiece seen c times in these rows
+    is also hit with probability rare_alpha / (rare_alpha + c), on top of `prob`."""
     if not 0 <= prob <= 1:
         raise ValueError(f"unk copy probability {prob} must lie in [0, 1]")
+    if rare_alpha < 0:
+        raise ValueError(f"unk copy rare_alpha {rare_alpha} must be >= 0")
     ids, mask = inputs
     followed = np.concatenate([mask[:, 1:], np.zeros_like(mask[:, :1])], axis=1) == 1  # not the last real token ([SEP])
     body = (mask == 1) & (np.arange(ids.shape[1])[None, :] > 0) & followed
-    hit = body & (np.random.default_rng(seed).random(ids.shape) < prob)
+    rate = np.full(ids.shape, float(prob))
+    if rare_alpha:
+        counts = np.bincount(ids[body], minlength=int(ids.max()) + 1)
+        rare = rare_alpha / (rare_alpha + np.maximum(counts[ids], 1))
+        rate = 1 - (1 - rate) * (1 - rare)
+    hit = body & (np.random.default_rng(seed).random(ids.shape) < rate)
     return ([np.concatenate([ids, np.where(hit, unk_id, ids)]), np.concatenate([mask, mask])],
             np.concatenate([labels, labels]), np.tile(np.arange(len(ids)), 2))

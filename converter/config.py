@@ -165,6 +165,7 @@ class SlimConfig:
     # alone 0.8178, [UNK] copy alone 0.8199.
     embedding_weights: str = "counts"
     unk_copy_prob: float = 0.05
+    unk_rare_alpha: float = 0.0  # > 0: rare wordpieces go to [UNK] more often in that copy (augment.unk_copy)
     buckets: tuple[int, ...] = (16, 32, 64, 128)
     # Buckets use dynamic-range int8: activations are quantized per token row at run time, so a
     # sentence's real rows compute the same in every bucket. Full int8 calibrates fixed ranges

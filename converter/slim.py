@@ -144,13 +144,15 @@ def slim_model(cfg: KitConfig, ctx: Context, mctx: Context, teacher, teacher_cfg
     rows = None  # the teacher labels each row from the original sentence (cached logits, one pass)
     if cfg.slim.unk_copy_prob:
         unk = int(mapping[load_vocab(ctx.vocab)["[UNK]"]])
-        inputs, labels, rows = unk_copy(inputs, labels, unk, cfg.slim.unk_copy_prob, cfg.distill.train.seed)
+        inputs, labels, rows = unk_copy(inputs, labels, unk, cfg.slim.unk_copy_prob, cfg.distill.train.seed,
+                                        cfg.slim.unk_rare_alpha)
     slim, slim_cfg, state = distill(
         teacher, teacher_cfg, (inputs, labels), dev_pair, replace(cfg.distill, train=cfg.slim.slim_recovery),
         work_dir, resume=resume, student=slim, student_cfg=slim_cfg,
         teacher_inputs=list(ctx.splits["train"].inputs.values()), teacher_rows=rows)
     report = {"embedding_rank": slim_cfg.embedding_rank, "embedding_weights": cfg.slim.embedding_weights,
-              "unk_copy_prob": cfg.slim.unk_copy_prob, "positions": positions, "dev_before_recovery": before,
+              "unk_copy_prob": cfg.slim.unk_copy_prob,
+              "unk_rare_alpha": cfg.slim.unk_rare_alpha, "positions": positions, "dev_before_recovery": before,
               "best_dev_accuracy": state["best_dev_accuracy"]}
     return slim, slim_cfg, report
 

@@ -30,22 +30,24 @@ from converter.compact import map_inputs  # noqa: E402
 from converter.compress import load_trained, trained_teacher  # noqa: E402
 from converter.config import KitConfig, with_overrides  # noqa: E402
 from converter.distill import student_config  # noqa: E402
-from converter.pipeline import calibration_inputs, export_variants  # noqa: E402
+from converter.pipeline import calibration_inputs, export_variants, split_metrics, tflite_logits  # noqa: E402
 from converter.slim import EMBEDDING_WEIGHTS, compaction, mapped_context, slim_model  # noqa: E402
 
 SLIM = KitConfig().slim
 DEFAULTS = {"rank": SLIM.embedding_rank, "min_count": SLIM.min_count, "weights": SLIM.embedding_weights,
-            "lr": SLIM.slim_recovery.learning_rate, "unk_prob": SLIM.unk_copy_prob}
+            "lr": SLIM.slim_recovery.learning_rate, "unk_prob": SLIM.unk_copy_prob, "unk_alpha": SLIM.unk_rare_alpha}
 
 
 # The runs of benchmarks/results/slim-sweep-x86_64-2026-11-27.md (every key spelled out: defaults move).
 VARIANTS = ";".join(f"rank={r},min_count={m},weights={w},unk_prob={u}" for r, m, w, u in (
     (160, 1, "none", 0), (160, 1, "none", 0.05), (160, 1, "counts", 0), (160, 1, "counts", 0.05), (185, 1, "none", 0),
     (288, 2, "none", 0)))
+QUANTIZATIONS = ("int8", "dynamic")  # the slim model ships in both (dynamic: its length buckets)
 
 
 def tag_of(v: dict) -> str:
-    return f"r{v['rank']}-m{v['min_count']}-{v['weights']}-lr{v['lr']:g}" + (f"-unk{v['unk_prob']:g}" if v["unk_prob"] else "")
+    tag = f"r{v['rank']}-m{v['min_count']}-{v['weights']}-lr{v['lr']:g}"
+    return tag + (f"-unk{v['unk_prob']:g}" if v["unk_prob"] else "") + (f"-rare{v['unk_alpha']:g}" if v["unk_alpha"] else "")
 
 
 def main() -> None:
@@ -69,26 +71,34 @@ def main() -> None:
         tag = tag_of(v)
         print(f"== {tag}", flush=True)
         vcfg = with_overrides(replace(cfg, work_dir=str(work)), "slim", min_count=v["min_count"], embedding_rank=v["rank"],
-                              embedding_weights=v["weights"], unk_copy_prob=v["unk_prob"],
+                              embedding_weights=v["weights"], unk_copy_prob=v["unk_prob"], unk_rare_alpha=v["unk_alpha"],
                               slim_recovery=replace(cfg.slim.slim_recovery, learning_rate=v["lr"]))
         kept, mapping, _, stats = compaction(vcfg, ctx, work / tag)  # the id map file lands in work/slim_sweep/<tag>
         mctx = mapped_context(ctx, mapping)
         # make convert's own function; recovery checkpoints in work/slim_sweep/<tag>, teacher logits cached beside
         slim, slim_cfg, rep = slim_model(vcfg, ctx, mctx, teacher, teacher_cfg, structured, cut_cfg, kept, mapping,
                                          work / tag, resume=True)
-        entry = export_variants(slim, slim_cfg, f"student-slim-{tag}", mctx, vcfg, ("int8",), map_inputs(calibration, mapping))[0]
-        rows.append({**v, "kept_ids": stats["kept_ids"], "test_tokens_to_unk": stats["test_tokens_to_unk"],
-                     "dev_before_recovery": rep["dev_before_recovery"], "dev": rep["best_dev_accuracy"],
-                     "test": entry["metrics"]["test"]["accuracy"], "allagree": entry["metrics"]["test_allagree"]["accuracy"],
-                     "model_bytes": Path(entry["source"]).stat().st_size})
+        row = {**v, "kept_ids": stats["kept_ids"], "test_tokens_to_unk": stats["test_tokens_to_unk"],
+               "dev_before_recovery": rep["dev_before_recovery"], "dev": rep["best_dev_accuracy"]}
+        for entry in export_variants(slim, slim_cfg, f"student-slim-{tag}", mctx, vcfg, QUANTIZATIONS,
+                                     map_inputs(calibration, mapping)):
+            q, dev = entry["quantization"], mctx.splits["dev"]
+            row[q] = {"dev": split_metrics(tflite_logits(entry["source"], dev.inputs), dev)["test"]["accuracy"],
+                      "test": entry["metrics"]["test"]["accuracy"], "allagree": entry["metrics"]["test_allagree"]["accuracy"],
+                      "bytes": Path(entry["source"]).stat().st_size}
+        rows.append(row)
 
     lines = [f"Slim model embedding choices (`scripts/slim_sweep.py`), from the recovered {cut['keep_heads']:.0%} heads / "
-             f"{cut['keep_ffn']:.0%} FFN cut; {cfg.slim.slim_recovery.epochs} recovery epochs, best on dev; int8", "",
-             "| rank | min count | weights | lr | [UNK] copy | rows kept | test tokens to [UNK] | dev before recovery "
-             "| dev | test | AllAgree | model bytes |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['rank']} | {r['min_count']} | {r['weights']} | {r['lr']:g} | {r['unk_prob']:g} | {r['kept_ids']:,} | "
-              f"{r['test_tokens_to_unk']:.2%} | {r['dev_before_recovery']:.4f} | {r['dev']:.4f} | {r['test']:.4f} | "
-              f"{r['allagree']:.4f} | {r['model_bytes']:,} |" for r in rows]
+             f"{cut['keep_ffn']:.0%} FFN cut; {cfg.slim.slim_recovery.epochs} recovery epochs, best on dev (Keras); then "
+             "each file on dev and test", "",
+             "| rank | min count | weights | lr | [UNK] copy | rare alpha | rows kept | test tokens to [UNK] "
+             "| dev before recovery | dev (Keras) | "
+             + " | ".join(f"{q} dev | {q} test | {q} AllAgree | {q} bytes" for q in QUANTIZATIONS) + " |",
+             "|" + "---|" * (10 + 4 * len(QUANTIZATIONS))]
+    lines += [f"| {r['rank']} | {r['min_count']} | {r['weights']} | {r['lr']:g} | {r['unk_prob']:g} | {r['unk_alpha']:g} | "
+              f"{r['kept_ids']:,} | {r['test_tokens_to_unk']:.2%} | {r['dev_before_recovery']:.4f} | {r['dev']:.4f} | "
+              + " | ".join(f"{r[q]['dev']:.4f} | {r[q]['test']:.4f} | {r[q]['allagree']:.4f} | {r[q]['bytes']:,}"
+                           for q in QUANTIZATIONS) + " |" for r in rows]
     write_results("slim-sweep", args.out, rows, "\n".join(lines))
 
 

@@ -80,3 +80,18 @@ def test_unk_copy_is_seeded_and_follows_its_rate():
     np.testing.assert_array_equal(unk_copy(inputs, np.array([1]), UNK, 0.0, 3)[0][0][1], ids[0])
     with pytest.raises(ValueError, match="probability 1.5"):
         unk_copy(inputs, np.array([1]), UNK, 1.5, 0)
+
+
+def test_unk_copy_rare_alpha_hits_rare_wordpieces_at_alpha_over_alpha_plus_count():
+    # 400 sentences: 5 (seen 400 times) then a wordpiece seen once; alpha 1 -> 1/2 for a singleton, 1/401 for 5
+    ids = np.array([[CLS, 5, 1000 + r, SEP] for r in range(400)], np.int32)
+    inputs = [ids, np.ones_like(ids)]
+    copy = unk_copy(inputs, np.ones(400, int), UNK, prob=0.0, seed=1, rare_alpha=1.0)[0][0][400:]
+    singleton_rate, frequent_rate = (copy[:, 2] == UNK).mean(), (copy[:, 1] == UNK).mean()
+    assert 0.42 < singleton_rate < 0.58 and frequent_rate < 0.02
+    assert (copy[:, [0, 3]] == [CLS, SEP]).all()
+    # on top of a uniform rate: 1 - (1 - 0.5)(1 - 1/2) = 0.75 for a singleton
+    both = unk_copy(inputs, np.ones(400, int), UNK, prob=0.5, seed=1, rare_alpha=1.0)[0][0][400:]
+    assert 0.67 < (both[:, 2] == UNK).mean() < 0.83 and 0.42 < (both[:, 1] == UNK).mean() < 0.58
+    with pytest.raises(ValueError, match="rare_alpha -1"):
+        unk_copy(inputs, np.ones(400, int), UNK, 0.0, 0, rare_alpha=-1.0)
