@@ -156,7 +156,7 @@ class SlimConfig:
     extra_top_k: int = 0
     min_count: int = 1  # a training id is kept when seen at least this often
     # The slim model (structured + compact): word table factorized to this rank (SVD, then
-    # recovered by distillation) and the position table cut to the longest bucket.
+    # recovered by distillation) and the position table cut to the longest bucket; 0 keeps both whole.
     embedding_rank: int = 160
     # The factorization's row weights: "counts" (training token count + 1: the best rank-r table for
     # the tokens that occur) or "none" (plain SVD); unk_copy_prob > 0: the recovery also trains on a

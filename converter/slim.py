@@ -11,7 +11,7 @@ import numpy as np
 from converter.augment import unk_copy
 from converter.bundle import model_entry, sha256_of
 from converter.compact import compact_model, factorize_embeddings, id_map, kept_ids, map_inputs
-from converter.config import KitConfig, ModelConfig
+from converter.config import KitConfig, ModelConfig, SlimConfig
 from converter.distill import distill
 from converter.export import export_tflite
 from converter.model import build_classifier
@@ -121,6 +121,15 @@ def structured_student(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: Model
 EMBEDDING_WEIGHTS = ("none", "counts")  # slim.embedding_weights: plain SVD, or rows weighted by training counts
 
 
+def recovery_rows(slim: SlimConfig, inputs: list[np.ndarray], labels: np.ndarray, unk: int, seed: int):
+    """The slim recovery's training rows -> (inputs, labels, teacher rows): the training split, plus its
+    [UNK] copy when slim.unk_copy_prob or slim.unk_rare_alpha asks for one (teacher rows: the original
+    sentence each row's teacher logits come from; None without a copy)."""
+    if not (slim.unk_copy_prob or slim.unk_rare_alpha):
+        return inputs, labels, None
+    return unk_copy(inputs, labels, unk, slim.unk_copy_prob, seed, slim.unk_rare_alpha)
+
+
 def slim_model(cfg: KitConfig, ctx: Context, mctx: Context, teacher, teacher_cfg: ModelConfig, small,
                small_cfg: ModelConfig, kept: np.ndarray, mapping: np.ndarray, work_dir: Path, resume: bool = False):
     """The 5 MB model from a structured cut: compact, word table factorized (cfg.slim.embedding_rank,
@@ -135,17 +144,15 @@ def slim_model(cfg: KitConfig, ctx: Context, mctx: Context, teacher, teacher_cfg
     if cfg.slim.embedding_weights == "counts":
         counts = np.bincount(ctx.splits["train"].inputs["input_ids"].reshape(-1), minlength=len(mapping))
         weights = counts[kept] + 1.0
-    slim, slim_cfg = factorize_embeddings(slim, slim_cfg, cfg.slim.embedding_rank, positions, weights)
-    print(f"slim student: {len(kept)} embedding rows at rank {slim_cfg.embedding_rank} ({cfg.slim.embedding_weights} "
-          f"weights), {positions} positions", flush=True)
+    if cfg.slim.embedding_rank:  # 0: the compact table stays full width (a point on the size curve)
+        slim, slim_cfg = factorize_embeddings(slim, slim_cfg, cfg.slim.embedding_rank, positions, weights)
+    print(f"slim student: {len(kept)} embedding rows at rank {slim_cfg.embedding_rank or slim_cfg.hidden_size} "
+          f"({cfg.slim.embedding_weights} weights), {slim_cfg.max_position_embeddings} positions", flush=True)
     dev = mctx.splits["dev"]
     before = split_metrics(slim.predict(list(dev.inputs.values()), batch_size=64, verbose=0), dev)["test"]["accuracy"]
     (inputs, labels), dev_pair = train_dev(mctx)
-    rows = None  # the teacher labels each row from the original sentence (cached logits, one pass)
-    if cfg.slim.unk_copy_prob:
-        unk = int(mapping[load_vocab(ctx.vocab)["[UNK]"]])
-        inputs, labels, rows = unk_copy(inputs, labels, unk, cfg.slim.unk_copy_prob, cfg.distill.train.seed,
-                                        cfg.slim.unk_rare_alpha)
+    unk = int(mapping[load_vocab(ctx.vocab)["[UNK]"]])
+    inputs, labels, rows = recovery_rows(cfg.slim, inputs, labels, unk, cfg.distill.train.seed)
     slim, slim_cfg, state = distill(
         teacher, teacher_cfg, (inputs, labels), dev_pair, replace(cfg.distill, train=cfg.slim.slim_recovery),
         work_dir, resume=resume, student=slim, student_cfg=slim_cfg,

@@ -95,3 +95,15 @@ def test_unk_copy_rare_alpha_hits_rare_wordpieces_at_alpha_over_alpha_plus_count
     assert 0.67 < (both[:, 2] == UNK).mean() < 0.83 and 0.42 < (both[:, 1] == UNK).mean() < 0.58
     with pytest.raises(ValueError, match="rare_alpha -1"):
         unk_copy(inputs, np.ones(400, int), UNK, 0.0, 0, rare_alpha=-1.0)
+
+
+def test_slim_recovery_adds_the_unk_copy_when_either_rate_asks_for_it():
+    from converter.config import SlimConfig
+    from converter.slim import recovery_rows
+    ids = np.array([[CLS, 5, 1000, SEP], [CLS, 5, 1001, SEP]], np.int32)
+    inputs, labels = [ids, np.ones_like(ids)], np.array([0, 2])
+    same = recovery_rows(SlimConfig(unk_copy_prob=0.0, unk_rare_alpha=0.0), inputs, labels, UNK, 0)
+    assert same[0][0] is ids and same[2] is None
+    for slim in (SlimConfig(unk_copy_prob=0.0, unk_rare_alpha=1.0), SlimConfig(unk_copy_prob=0.05, unk_rare_alpha=0.0)):
+        (out, _), out_labels, rows = recovery_rows(slim, inputs, labels, UNK, 0)
+        assert len(out) == 4 and out_labels.tolist() == [0, 2, 0, 2] and rows.tolist() == [0, 1, 0, 1]
