@@ -133,8 +133,8 @@ def recovery_rows(slim: SlimConfig, inputs: list[np.ndarray], labels: np.ndarray
 def slim_model(cfg: KitConfig, ctx: Context, mctx: Context, teacher, teacher_cfg: ModelConfig, small,
                small_cfg: ModelConfig, kept: np.ndarray, mapping: np.ndarray, work_dir: Path, resume: bool = False):
     """The 5 MB model from a structured cut: compact, word table factorized (cfg.slim.embedding_rank,
-    rows weighted by cfg.slim.embedding_weights), position table cut to the longest bucket, then
-    recovered by distillation on mapped ids (plus an [UNK] copy, cfg.slim.unk_copy_prob)
+    rows weighted by cfg.slim.embedding_weights) and position table cut to the longest bucket (rank
+    0: neither), then recovered by distillation on mapped ids (plus an [UNK] copy: recovery_rows)
     -> (model, its ModelConfig, report)."""
     if cfg.slim.embedding_weights not in EMBEDDING_WEIGHTS:
         raise ValueError(f"slim.embedding_weights: {cfg.slim.embedding_weights!r}; expected one of {EMBEDDING_WEIGHTS}")
@@ -159,7 +159,8 @@ def slim_model(cfg: KitConfig, ctx: Context, mctx: Context, teacher, teacher_cfg
         teacher_inputs=list(ctx.splits["train"].inputs.values()), teacher_rows=rows)
     report = {"embedding_rank": slim_cfg.embedding_rank, "embedding_weights": cfg.slim.embedding_weights,
               "unk_copy_prob": cfg.slim.unk_copy_prob,
-              "unk_rare_alpha": cfg.slim.unk_rare_alpha, "positions": positions, "dev_before_recovery": before,
+              "unk_rare_alpha": cfg.slim.unk_rare_alpha, "positions": slim_cfg.max_position_embeddings,
+              "dev_before_recovery": before,
               "best_dev_accuracy": state["best_dev_accuracy"]}
     return slim, slim_cfg, report
 
