@@ -21,13 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sweep_variants import parse_variant, sweep_arguments, write_results  # noqa: E402  (scripts/)
+from sweep_variants import file_metrics, parse_variant, sweep_arguments, write_results  # noqa: E402  (scripts/)
 
 from converter.compress import load_trained, run_qat, trained_teacher  # noqa: E402
 from converter.config import KitConfig, with_overrides  # noqa: E402
 from converter.distill import TEACHER_LOGITS, student_config  # noqa: E402
-from converter.export import tflite_logits  # noqa: E402
-from converter.pipeline import calibration_inputs, split_metrics  # noqa: E402
+from converter.pipeline import calibration_inputs  # noqa: E402
 
 KIT = KitConfig()
 DEFAULTS = {"lr": KIT.qat.train.learning_rate, "epochs": KIT.qat.student_epochs, "target": KIT.qat.target,
@@ -41,15 +40,6 @@ VARIANTS = ";".join(f"lr={lr:g},epochs={e},target={t},alpha={a:g}" for lr, e, t,
 
 def tag_of(v: dict) -> str:
     return f"lr{v['lr']:g}-e{v['epochs']}-{v['target']}-a{v['alpha']:g}"
-
-
-def file_metrics(path: Path, ctx, on_test: dict | None = None) -> dict:
-    """Accuracy of one .tflite file on dev and test (and test AllAgree); `on_test`: its test metrics
-    when export_variants has already run it on test (split_metrics' form)."""
-    dev, test = ctx.splits["dev"], ctx.splits["test"]
-    on_test = on_test or split_metrics(tflite_logits(path, test.inputs), test)
-    return {"dev": split_metrics(tflite_logits(path, dev.inputs), dev)["test"]["accuracy"],
-            "test": on_test["test"]["accuracy"], "allagree": on_test["test_allagree"]["accuracy"]}
 
 
 def main() -> None:

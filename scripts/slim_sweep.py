@@ -26,13 +26,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sweep_variants import parse_variant, sweep_arguments, write_results  # noqa: E402  (scripts/)
+from sweep_variants import file_metrics, parse_variant, sweep_arguments, write_results  # noqa: E402  (scripts/)
 
 from converter.compact import map_inputs  # noqa: E402
 from converter.compress import load_trained, trained_teacher  # noqa: E402
 from converter.config import KitConfig, with_overrides  # noqa: E402
 from converter.distill import student_config  # noqa: E402
-from converter.pipeline import calibration_inputs, export_variants, split_metrics, tflite_logits  # noqa: E402
+from converter.pipeline import calibration_inputs, export_variants  # noqa: E402
 from converter.slim import EMBEDDING_WEIGHTS, compaction, mapped_context, slim_model  # noqa: E402
 
 SLIM = KitConfig().slim
@@ -72,6 +72,7 @@ def main() -> None:
                               intermediate_per_layer=tuple(report[key]["intermediate"]))
             cuts[name] = report[key], load_trained(cfg, cut_cfg, folder), cut_cfg
         return cuts[name]
+
     calibration = calibration_inputs(ctx.splits["train"], cfg.export.num_calibration_examples, cfg.export.calibration_seed)
     work = Path(args.work_dir) / "slim_sweep"
 
@@ -93,10 +94,8 @@ def main() -> None:
                "dev_before_recovery": rep["dev_before_recovery"], "dev": rep["best_dev_accuracy"]}
         for entry in export_variants(slim, slim_cfg, f"student-slim-{tag}", mctx, vcfg, QUANTIZATIONS,
                                      map_inputs(calibration, mapping)):
-            q, dev = entry["quantization"], mctx.splits["dev"]
-            row[q] = {"dev": split_metrics(tflite_logits(entry["source"], dev.inputs), dev)["test"]["accuracy"],
-                      "test": entry["metrics"]["test"]["accuracy"], "allagree": entry["metrics"]["test_allagree"]["accuracy"],
-                      "bytes": Path(entry["source"]).stat().st_size}
+            row[entry["quantization"]] = {**file_metrics(entry["source"], mctx, entry["metrics"]),
+                                          "bytes": Path(entry["source"]).stat().st_size}
         rows.append(row)
 
     lines = [f"Slim model embedding choices (`scripts/slim_sweep.py`), from a recovered structured cut (heads / FFN kept); "

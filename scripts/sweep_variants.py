@@ -1,5 +1,6 @@
 """What the dev sweeps share: `key=value,...` variants over a dict of defaults, the command line,
-and the results files (benchmarks/results/<name>-<machine>-<date>.{json,md})."""
+a file's accuracy on dev and test, and the results files (benchmarks/results/<name>-<machine>-<date>.{json,md}).
+Imported after the scripts put the project root on sys.path."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import json
 import platform
 import time
 from pathlib import Path
+
+from converter.export import tflite_logits
+from converter.pipeline import split_metrics
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
@@ -25,6 +29,15 @@ def parse_variant(text: str, defaults: dict, choices: dict[str, tuple] | None = 
         if variant[key] not in allowed:
             raise SystemExit(f"--variants: {key} must be one of {allowed}, not {variant[key]!r}")
     return variant
+
+
+def file_metrics(path, ctx, on_test: dict | None = None) -> dict:
+    """Accuracy of one .tflite file on dev and test (and test AllAgree); `on_test`: its test metrics
+    when export_variants has already run it on test (split_metrics' form)."""
+    dev, test = ctx.splits["dev"], ctx.splits["test"]
+    on_test = on_test or split_metrics(tflite_logits(path, test.inputs), test)
+    return {"dev": split_metrics(tflite_logits(path, dev.inputs), dev)["test"]["accuracy"],
+            "test": on_test["test"]["accuracy"], "allagree": on_test["test_allagree"]["accuracy"]}
 
 
 def sweep_arguments(variants: str) -> argparse.Namespace:
