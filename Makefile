@@ -7,7 +7,7 @@ ARGS   ?=
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint format test test-slow convert ablation export bench arm-check fixtures clean
+.PHONY: help install lint format test test-slow convert ablation export bench arm-check results clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -22,15 +22,15 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv with the host, device and dev extras and the packaged MiniLM checkpoint
 
 lint: install ## ruff check
-	$(VENV)/bin/ruff check converter device_runtime benchmarks tests
+	$(VENV)/bin/ruff check .
 
 format: install ## ruff format
-	$(VENV)/bin/ruff format converter device_runtime benchmarks tests
+	$(VENV)/bin/ruff format .
 
 test: install ## the default test tier (no network, tiny models, a few minutes)
 	$(PY) -m pytest -q
 
-test-slow: install ## real-checkpoint and training tests
+test-slow: install ## the real-checkpoint tests (the packaged MiniLM against transformers)
 	$(PY) -m pytest -q -m slow
 
 convert: install ## fine-tune, compress and export every variant into dist/ (DATA=..., ARGS=...)
@@ -42,11 +42,14 @@ ablation: install ## after convert: the distilled student vs the same student on
 export: install ## export a fine-tuned checkpoint without training (ARGS="--checkpoint DIR ...")
 	$(PY) -m converter export --out $(OUT) $(ARGS)
 
+results: install ## regenerate docs/results.md from benchmarks/results/*.json
+	$(PY) -m benchmarks.results
+
 clean: ## remove dist/ and work/ (keeps .venv)
 	rm -rf $(OUT) work
 
 arm-check: install ## verify/classify/eval the bundle's int8 model under emulated aarch64; compare with host
-	$(PY) scripts/arm_check.py --bundle $(OUT) $(ARGS)
+	$(PY) -m benchmarks.arm_check --bundle $(OUT) $(ARGS)
 
 bench: install ## benchmark every bundle model (+ seq 128), write benchmarks/results/*.json|md|png
-	$(PY) benchmarks/run_bench.py --bundle $(OUT) $(ARGS)
+	$(PY) -m benchmarks.run_bench --bundle $(OUT) $(ARGS)

@@ -13,19 +13,18 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.plots import draw_all
+from benchmarks.report import markdown_report
+from device_runtime.bench import run_bench
 
-from benchmarks.plots import draw_all  # noqa: E402
-from benchmarks.report import markdown_report  # noqa: E402
-from device_runtime.bench import run_bench  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 BASELINE = "teacher-float32"
 
 
 def long_bundle(bundle: Path, work: Path, seq_len: int, names: list[str]) -> Path:
     """Export the named models again at a longer seq_len (host side: needs the converter)."""
-    from converter.long_export import export_at_length
+    from converter.jobs.lengths import export_at_length
 
     return export_at_length(bundle, work, seq_len, names)
 

@@ -29,8 +29,8 @@ def _config(checkpoint: str, data: Path | None, out: Path, work_dir: Path, seq_l
 
 def _run(job, *args):
     """Run a job; known errors become one line on stderr and exit code 1."""
-    from converter.checkpoint import CheckpointError
-    from converter.data import DataError
+    from converter.data.splits import DataError
+    from converter.modeling.hf_weights import CheckpointError
     from device_runtime.interpreter import ModelLoadError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -59,7 +59,8 @@ def convert(
     pooling: str = typer.Option("cls", help="cls, mean, or auto (the checkpoint's: mean for sentence-transformers)"),
 ):
     """Fine-tune the teacher, distill, prune, QAT; export every variant, evaluate, write the bundle."""
-    from converter.pipeline import format_table, run_convert
+    from converter.jobs.context import format_table
+    from converter.jobs.convert import run_convert
 
     cfg = _config(checkpoint, data, out, work_dir, seq_len, epochs=epochs, batch_size=batch_size,
                   learning_rate=learning_rate, max_train_examples=max_train_examples, seed=seed)
@@ -85,7 +86,8 @@ def export(
     work_dir: Path = typer.Option(Path("work")),
 ):
     """Export an already fine-tuned checkpoint without training."""
-    from converter.pipeline import format_table, run_export
+    from converter.jobs.context import format_table
+    from converter.jobs.convert import run_export
 
     cfg = _config(checkpoint, data, out, work_dir, seq_len)
     quantizations = tuple(q.strip() for q in quantization.split(",") if q.strip())
@@ -104,8 +106,8 @@ def distill(
     resume: bool = typer.Option(False),
 ):
     """Distill a student from the teacher fine-tuned by `convert` (reads --work-dir, adds to the bundle)."""
-    from converter.compress import run_step
-    from converter.pipeline import format_table
+    from converter.jobs.compression import run_step
+    from converter.jobs.context import format_table
 
     cfg = with_overrides(_config(checkpoint, data, out, work_dir, seq_len), "distill", num_layers=layers, alpha=alpha,
                          temperature=temperature, run_ablation=ablation)
@@ -121,7 +123,7 @@ def ablation(
     resume: bool = typer.Option(False),
 ):
     """Train the distilled student of --work-dir again on hard labels only (alpha = 1); print both."""
-    from converter.compress import ablation_report
+    from converter.jobs.compression import ablation_report
 
     cfg = with_overrides(_config(checkpoint, data, Path("dist"), work_dir, seq_len), "distill", num_layers=layers)
     if epochs is not None:
@@ -145,8 +147,8 @@ def prune(
     target_sparsity: float = typer.Option(0.5, help="0.5, 0.7 or 0.9"), resume: bool = typer.Option(False),
 ):
     """Magnitude-prune the teacher or student with TF-MOT (student: plus prune-preserving QAT)."""
-    from converter.compress import run_step
-    from converter.pipeline import format_table
+    from converter.jobs.compression import run_step
+    from converter.jobs.context import format_table
 
     cfg = with_overrides(_config(checkpoint, data, out, work_dir, seq_len), "prune", target_sparsity=target_sparsity)
     typer.echo(format_table(_run(run_step, cfg, "prune", model, resume)))
@@ -161,8 +163,8 @@ def qat(
     target: str | None = typer.Option(None, help="whose float logits QAT learns: teacher or self (default: config)"),
 ):
     """Quantization-aware fine-tune of the distilled student (or the teacher), exported as full int8."""
-    from converter.compress import run_step
-    from converter.pipeline import format_table
+    from converter.jobs.compression import run_step
+    from converter.jobs.context import format_table
 
     cfg = _config(checkpoint, data, out, work_dir, seq_len)
     if target is not None:
@@ -190,8 +192,8 @@ def slim(
     resume: bool = typer.Option(False),
 ):
     """Compact embeddings, structured pruning and length buckets for the distilled student."""
-    from converter.compress import run_step
-    from converter.pipeline import format_table
+    from converter.jobs.compression import run_step
+    from converter.jobs.context import format_table
 
     cfg = with_overrides(_config(checkpoint, data, out, work_dir, seq_len), "slim", keep_heads=keep_heads,
                          keep_ffn=keep_ffn, slim_keep_heads=slim_keep_heads, slim_keep_ffn=slim_keep_ffn,

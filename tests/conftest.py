@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def bundle_dir(tmp_path_factory):
     """A tiny bundle (float32 + int8 of the tiny checkpoint) exported once per session."""
-    from converter import pipeline
+    from converter.jobs import convert as pipeline
     from tests.helpers import tiny_config
 
     tmp = tmp_path_factory.mktemp("bundle")

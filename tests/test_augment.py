@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converter.augment import augment_ids, token_id, unk_copy
+from converter.data.augment import augment_ids, token_id, unk_copy
 
 CLS, SEP, MASK = 101, 102, 103
 IDS = np.array([[CLS, 7, 8, 9, SEP, 0, 0], [CLS, 5, SEP, 0, 0, 0, 0]], np.int32)
@@ -99,7 +99,7 @@ def test_unk_copy_rare_alpha_hits_rare_wordpieces_at_alpha_over_alpha_plus_count
 
 def test_slim_recovery_adds_the_unk_copy_when_either_rate_asks_for_it():
     from converter.config import SlimConfig
-    from converter.slim import recovery_rows
+    from converter.jobs.slim import recovery_rows
     ids = np.array([[CLS, 5, 1000, SEP], [CLS, 5, 1001, SEP]], np.int32)
     inputs, labels = [ids, np.ones_like(ids)], np.array([0, 2])
     same = recovery_rows(SlimConfig(unk_copy_prob=0.0, unk_rare_alpha=0.0), inputs, labels, UNK, 0)

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converter import checkpoint as ck
-from converter.model import build_classifier, encoder_outputs
+from converter.modeling import hf_weights as ck
+from converter.modeling.bert import build_classifier, encoder_outputs
 from tests.fixtures.random_checkpoint import BASE, random_bert_tensors
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -34,6 +34,7 @@ def test_tf_h5_checkpoint_parity():
     np.testing.assert_allclose(logits, ref["logits"], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_minilm_parity_with_transformers():
     ref = np.load(FIXTURES / "minilm_reference.npz")
     model, cfg, _, _ = ck.build_from_checkpoint("minilm", ref["input_ids"].shape[1], allow_fresh=("classifier",))

@@ -4,9 +4,9 @@ import json
 
 from typer.testing import CliRunner
 
-from converter.bundle import read_manifest, write_bundle
 from converter.cli import app
-from converter.tflite_stats import encoder_sparsity
+from converter.export.bundle import read_manifest, write_bundle
+from converter.export.stats import encoder_sparsity
 from tests.helpers import TINY_BERT, write_split
 
 runner = CliRunner()

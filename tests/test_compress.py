@@ -7,10 +7,7 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from converter.augment import augment_ids
-from converter.checkpoint import build_from_checkpoint
-from converter.config import DistillConfig, ExportConfig, FinetuneConfig, PruneConfig, QatConfig
-from converter.distill import (
+from converter.compress.distill import (
     DistillationLoss,
     distill,
     distillation_data,
@@ -19,10 +16,14 @@ from converter.distill import (
     teacher_layer_map,
     teacher_logits,
 )
-from converter.export import export_tflite, tflite_logits
-from converter.prune import kernel_sparsity, prune, prune_targets
-from converter.qat import PerChannelKernelQuantizer, qat, trained_float
-from converter.tflite_stats import encoder_sparsity, encoder_weight_scales, encoder_weights, int8_ops
+from converter.compress.prune import kernel_sparsity, prune, prune_targets
+from converter.compress.qat import qat, trained_float
+from converter.compress.quant.quantizers import PerChannelKernelQuantizer
+from converter.config import DistillConfig, ExportConfig, FinetuneConfig, PruneConfig, QatConfig
+from converter.data.augment import augment_ids
+from converter.export.stats import encoder_sparsity, encoder_weight_scales, encoder_weights, int8_ops
+from converter.export.tflite import export_tflite, tflite_logits
+from converter.modeling.hf_weights import build_from_checkpoint
 from tests.helpers import TINY_BERT
 
 FORBIDDEN = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
@@ -205,7 +206,7 @@ def test_teacher_rows_label_copies_from_the_cached_logits_of_their_originals(tin
 def test_qat_activation_range_choice_reaches_every_quantizer(tiny):
     from tensorflow_model_optimization.quantization.keras import quantizers
 
-    from converter.qat import annotate
+    from converter.compress.qat import annotate
 
     teacher = tiny[0]
     for kind, cls in (("all_values", quantizers.AllValuesQuantizer),
@@ -224,8 +225,8 @@ def test_qat_activation_range_choice_reaches_every_quantizer(tiny):
 def test_qat_without_dropout_trains_deterministically(tiny):
     """qat.dropout False: no dropout anywhere in the QAT model, so training-mode calls agree
     (up to int8 rounding flips), as inference does."""
-    from converter.layers import AttentionCore
-    from converter.qat import quantize_model
+    from converter.compress.qat import quantize_model
+    from converter.modeling.layers import AttentionCore
 
     teacher, _, train, _ = tiny
     batch = [x[:8] for x in train[0]]

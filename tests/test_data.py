@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from converter.config import DataConfig
-from converter.data import DataError, load_release, load_splits, load_table, split_stratified
+from converter.data.splits import DataError, load_release, load_splits, load_table, split_stratified
 
 RELEASE_NAMES = ("Sentences_AllAgree.txt", "Sentences_75Agree.txt", "Sentences_66Agree.txt", "Sentences_50Agree.txt")
 
@@ -48,7 +48,7 @@ def test_real_release_counts():
 
 def test_split_is_stratified_seeded_and_disjoint(tmp_path):
     texts = [f"s{i}" for i in range(100)]
-    from converter.data import Dataset
+    from converter.data.splits import Dataset
 
     data = Dataset(texts, np.array([0] * 20 + [1] * 50 + [2] * 30, np.int32), np.full(100, 100, np.int32))
     parts = split_stratified(data, DataConfig(split_seed=3))

@@ -6,10 +6,10 @@ import os
 import numpy as np
 import pytest
 
-from converter import export as ex
-from converter import pipeline
-from converter.checkpoint import build_from_checkpoint
 from converter.config import ExportConfig
+from converter.export import tflite as ex
+from converter.jobs import convert as pipeline
+from converter.modeling.hf_weights import build_from_checkpoint
 from device_runtime.interpreter import ModelLoadError, TFLiteModel
 from tests.helpers import TINY_BERT, tiny_config
 

@@ -6,9 +6,10 @@ from dataclasses import replace
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from converter import checkpoint as ck
 from converter.config import with_overrides
-from converter.pipeline import prepare, train_teacher
+from converter.jobs.context import prepare
+from converter.jobs.convert import train_teacher
+from converter.modeling import hf_weights as ck
 from tests.helpers import TINY_BERT, tiny_config
 
 

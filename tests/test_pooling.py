@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from converter import checkpoint as ck
+from converter.compress.prune import apply_pruning
+from converter.compress.qat import quantize_model
 from converter.config import ExportConfig, PruneConfig
-from converter.export import export_tflite, tflite_logits
-from converter.layers import MaskedMeanPooling
-from converter.model import build_classifier
-from converter.pipeline import teacher_pooling
-from converter.prune import apply_pruning
-from converter.qat import quantize_model
+from converter.export.tflite import export_tflite, tflite_logits
+from converter.jobs.context import teacher_pooling
+from converter.modeling import hf_weights as ck
+from converter.modeling.bert import build_classifier
+from converter.modeling.layers import MaskedMeanPooling
 from tests.helpers import TINY_BERT, tiny_config
 
 

@@ -4,13 +4,13 @@
 import numpy as np
 import pytest
 
-from converter.bundle import model_entry, write_bundle
-from converter.checkpoint import build_from_checkpoint
-from converter.compact import compact_model, factorize_embeddings, id_map, kept_ids
-from converter.export import export_tflite
-from converter.model import encoder_outputs
-from converter.slim import at_length, bucket_lengths
-from converter.structured import importance_scores, keep_top, slice_model, taylor_scores, zero_removed
+from converter.compress.compact import compact_model, factorize_embeddings, id_map, kept_ids
+from converter.compress.structured import importance_scores, keep_top, slice_model, taylor_scores, zero_removed
+from converter.export.bundle import model_entry, write_bundle
+from converter.export.tflite import export_tflite
+from converter.jobs.slim import at_length, bucket_lengths
+from converter.modeling.bert import encoder_outputs
+from converter.modeling.hf_weights import build_from_checkpoint
 from device_runtime.bundle import Bundle
 from device_runtime.tokenizer import load_vocab
 from tests.helpers import TINY_BERT

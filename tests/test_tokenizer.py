@@ -21,7 +21,7 @@ SMALL = {token: i for i, token in enumerate(TOKENS)}
 
 @pytest.fixture(scope="module")
 def minilm_vocab():
-    from converter.checkpoint import resolve_checkpoint
+    from converter.modeling.hf_weights import resolve_checkpoint
 
     return resolve_checkpoint("minilm") / "vocab.txt"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import tf_keras as keras
 
+from converter.compress.quant.registry import custom_objects
 from converter.config import PruneConfig
-from converter.finetune import fit_classifier
-from converter.scopes import custom_objects
+from converter.train.finetune import fit_classifier
 
 # Encoder projections: Q, K, V, attention output and both feed-forward Dense layers.
 ENCODER_DENSE = re.compile(r"^layer_\d+_(attn_(query|key|value|output)|ffn_(in|out))$")

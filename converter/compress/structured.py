@@ -15,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from converter.config import ModelConfig
-from converter.model import rebuild
+from converter.modeling.bert import rebuild
 
 
 def head_scores(model, cfg: ModelConfig, i: int) -> np.ndarray:

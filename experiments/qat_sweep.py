@@ -1,6 +1,6 @@
 """The student's QAT recipe on dev: learning rate, epochs, whose logits it learns, the loss's alpha.
 
-    .venv/bin/python scripts/qat_sweep.py [--work-dir work]
+    .venv/bin/python -m experiments.qat_sweep [--work-dir work]
         [--variants "lr=1e-05,epochs=3;lr=2e-05,epochs=3,target=self"]
 
 A variant's unnamed keys take make convert's values (KitConfig().qat: lr, student_epochs, target;
@@ -14,19 +14,14 @@ Prints a table and writes benchmarks/results/qat-sweep-<machine>-<date>.{json,md
 from __future__ import annotations
 
 import shutil
-import sys
 from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from sweep_variants import file_metrics, parse_variant, sweep_arguments, write_results  # noqa: E402  (scripts/)
-
-from converter.compress import load_trained, run_qat, trained_teacher  # noqa: E402
-from converter.config import KitConfig, with_overrides  # noqa: E402
-from converter.distill import TEACHER_LOGITS, student_config  # noqa: E402
-from converter.pipeline import calibration_inputs  # noqa: E402
+from converter.compress.distill import TEACHER_LOGITS, student_config
+from converter.config import KitConfig, with_overrides
+from converter.jobs.compression import load_trained, run_qat, trained_teacher
+from converter.jobs.context import calibration_inputs
+from experiments.sweep_variants import file_metrics, parse_variant, sweep_arguments, write_results
 
 KIT = KitConfig()
 DEFAULTS = {"lr": KIT.qat.train.learning_rate, "epochs": KIT.qat.student_epochs, "target": KIT.qat.target,
@@ -72,7 +67,7 @@ def main() -> None:
                      **file_metrics(Path(entries[0]["source"]), ctx, entries[0]["metrics"])})
         print(f"== {tag}: {rows[-1]}", flush=True)
 
-    lines = ["Student QAT recipes (`scripts/qat_sweep.py`), from make convert's float student; full int8 files "
+    lines = ["Student QAT recipes (`experiments/qat_sweep.py`), from make convert's float student; full int8 files "
              "on dev and test", "", "| variant | Keras QAT best dev | int8 dev | int8 test | int8 AllAgree |",
              "|---|---:|---:|---:|---:|"]
     lines += [f"| {r['variant']} | {r['keras_dev']:.4f} | {r['dev']:.4f} | {r['test']:.4f} | {r['allagree']:.4f} |"

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from converter.config import LABELS, ModelConfig
+from converter.modeling.bert import build_classifier
 
 log = logging.getLogger(__name__)
 
@@ -245,8 +246,6 @@ def build_from_checkpoint(spec: str, max_seq_len: int, allow_fresh: tuple[str, .
     """Resolve, build and load in one call -> (model, ModelConfig, labels, folder).
 
     pooling: "cls" (a sequence-classification checkpoint's own head), "mean" or "auto"."""
-    from converter.model import build_classifier
-
     folder = resolve_checkpoint(spec)
     hf = read_hf_config(folder)
     cfg = from_hf_config(hf, max_seq_len, resolve_pooling(pooling, folder))

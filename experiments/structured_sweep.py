@@ -1,6 +1,6 @@
 """Structured pruning trade-off: accuracy vs latency for several keep fractions, one run.
 
-    .venv/bin/python scripts/structured_sweep.py [--work-dir work] [--keep 0.75:0.75,0.5:0.5] [--epochs 3]
+    .venv/bin/python -m experiments.structured_sweep [--work-dir work] [--keep 0.75:0.75,0.5:0.5] [--epochs 3]
         [--importance magnitude|taylor]
 
 Needs the teacher and the student from `make convert` in work/. For every heads:ffn pair it
@@ -15,21 +15,19 @@ import argparse
 import json
 import platform
 import statistics
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from converter.compress.distill import distill, student_config
+from converter.compress.structured import importance_scores, keep_top, slice_model
+from converter.config import LABELS, KitConfig
+from converter.export.bundle import write_bundle
+from converter.jobs.compression import load_trained, trained_teacher
+from converter.jobs.context import calibration_inputs, export_variants, train_dev
+from device_runtime.bench import run_bench
 
-from converter.bundle import write_bundle  # noqa: E402
-from converter.compress import load_trained, trained_teacher  # noqa: E402
-from converter.config import LABELS, KitConfig  # noqa: E402
-from converter.distill import distill, student_config  # noqa: E402
-from converter.pipeline import calibration_inputs, export_variants, train_dev  # noqa: E402
-from converter.structured import importance_scores, keep_top, slice_model  # noqa: E402
-from device_runtime.bench import run_bench  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 BASELINE = "student-int8"
 
@@ -112,7 +110,7 @@ def main() -> None:
                                                      "recovery_epochs": args.epochs, "importance": args.importance,
                                                      "rows": rows}, indent=2))
     stem.with_suffix(".md").write_text(
-        f"Structured pruning trade-off (`scripts/structured_sweep.py`, {args.importance} importance, "
+        f"Structured pruning trade-off (`experiments/structured_sweep.py`, {args.importance} importance, "
         f"{args.epochs} recovery epochs, "
         f"int8, 1 thread, seq {student_cfg.max_seq_len}, median p50 of {args.rounds} alternating rounds)\n\n{table}\n")
 

@@ -1,6 +1,6 @@
 """Choose the teacher's fine-tuning seed on dev (never test).
 
-    .venv/bin/python scripts/teacher_seeds.py [--seeds 42,1,2] [--work-dir work/seeds]
+    .venv/bin/python -m experiments.teacher_seeds [--seeds 42,1,2] [--work-dir work/seeds]
 Training is seeded end to end (head init, dropout, shuffling), so one seed gives the same
 weights on every run on this machine; across seeds, test accuracy moves by about a point on
 483 sentences. Each seed trains the recipe of `make convert`; the one best on dev (ties: lower
@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from converter import checkpoint as ck  # noqa: E402
-from converter.compress import keras_test_metrics  # noqa: E402
-from converter.config import KitConfig, with_overrides  # noqa: E402
-from converter.pipeline import prepare, train_teacher  # noqa: E402
+from converter.config import KitConfig, with_overrides
+from converter.jobs.compression import keras_test_metrics
+from converter.jobs.context import prepare
+from converter.jobs.convert import train_teacher
+from converter.modeling import hf_weights as ck
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Choose student-training settings on dev (never test): one run per --run, each a set of
 DistillConfig overrides.
 
-    .venv/bin/python scripts/student_sweep.py --run augment_copies=2 --run train.epochs=8
+    .venv/bin/python -m experiments.student_sweep --run augment_copies=2 --run train.epochs=8
 Needs the teacher fine-tuned by `make convert` in work/. Prints dev accuracy per run and writes
 work/student_sweep.json."""
 
@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from converter.augment import token_id  # noqa: E402
-from converter.compress import trained_teacher  # noqa: E402
-from converter.config import KitConfig  # noqa: E402
-from converter.distill import distill  # noqa: E402
-from converter.pipeline import train_dev  # noqa: E402
+from converter.compress.distill import distill
+from converter.config import KitConfig
+from converter.data.augment import token_id
+from converter.jobs.compression import trained_teacher
+from converter.jobs.context import train_dev
 
 
 def overrides(distill_cfg, spec: str):

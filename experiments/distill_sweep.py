@@ -1,22 +1,19 @@
 """Choose the distillation defaults on dev (never test): a small alpha x temperature grid.
 
-    .venv/bin/python scripts/distill_sweep.py [--epochs 3] [--alphas 0.1,0.5] [--temperatures 2,4]
+    .venv/bin/python -m experiments.distill_sweep [--epochs 3] [--alphas 0.1,0.5] [--temperatures 2,4]
 Needs the teacher fine-tuned by `make convert` in work/. Prints a table; writes work/distill_sweep.json."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from converter.compress import trained_teacher  # noqa: E402
-from converter.config import KitConfig  # noqa: E402
-from converter.distill import distill  # noqa: E402
-from converter.pipeline import train_dev  # noqa: E402
+from converter.compress.distill import distill
+from converter.config import KitConfig
+from converter.jobs.compression import trained_teacher
+from converter.jobs.context import train_dev
 
 
 def main() -> None:

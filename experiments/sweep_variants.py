@@ -10,8 +10,8 @@ import platform
 import time
 from pathlib import Path
 
-from converter.export import tflite_logits
-from converter.pipeline import split_metrics
+from converter.export.tflite import tflite_logits
+from converter.jobs.context import split_metrics
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 

@@ -8,17 +8,17 @@ from pathlib import Path
 
 import numpy as np
 
-from converter.augment import unk_copy
-from converter.bundle import model_entry, sha256_of
-from converter.compact import compact_model, factorize_embeddings, id_map, kept_ids, map_inputs
+from converter.compress.compact import compact_model, factorize_embeddings, id_map, kept_ids, map_inputs
+from converter.compress.distill import distill
+from converter.compress.structured import importance_scores, keep_top, slice_model
 from converter.config import KitConfig, ModelConfig, SlimConfig
-from converter.distill import distill
-from converter.export import export_tflite
-from converter.model import build_classifier
-from converter.pipeline import Context, Split, export_variants, split_metrics, train_dev
-from converter.structured import importance_scores, keep_top, slice_model
-from converter.tflite_stats import encoder_sparsity, gzip_bytes
-from converter.tokenize import encode, load_tokenizer
+from converter.data.augment import unk_copy
+from converter.data.tokenize import encode, load_tokenizer
+from converter.export.bundle import model_entry, sha256_of
+from converter.export.stats import encoder_sparsity, gzip_bytes
+from converter.export.tflite import export_tflite
+from converter.jobs.context import Context, Split, export_variants, split_metrics, train_dev
+from converter.modeling.bert import build_classifier
 from device_runtime.interpreter import TFLiteModel
 from device_runtime.tokenizer import SPECIAL_TOKENS, load_vocab
 from device_runtime.variants import BucketedModel

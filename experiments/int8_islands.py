@@ -1,26 +1,23 @@
 """Where int8 time and accuracy go: export the fine-tuned teacher as int8 with different sets of
 op types kept float ("float islands"), then time each file (1 thread) and score it on dev.
 
-    .venv/bin/python benchmarks/int8_islands.py [--work-dir work] [--rows 200] [--runs 50]
+    .venv/bin/python -m experiments.int8_islands [--work-dir work] [--rows 200] [--runs 50]
 Prints one row per setting next to float32 and dynamic-range. Needs the teacher from make convert."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from converter import checkpoint as ck  # noqa: E402
-from converter.compress import load_trained, teacher_config  # noqa: E402
-from converter.config import KitConfig  # noqa: E402
-from converter.export import convert, write_atomic  # noqa: E402
-from converter.pipeline import calibration_inputs, prepare  # noqa: E402
-from device_runtime.interpreter import TFLiteModel  # noqa: E402
+from converter.config import KitConfig
+from converter.export.tflite import convert, write_atomic
+from converter.jobs.compression import load_trained, teacher_config
+from converter.jobs.context import calibration_inputs, prepare
+from converter.modeling import hf_weights as ck
+from device_runtime.interpreter import TFLiteModel
 
 NORM = ("MEAN", "SQUARED_DIFFERENCE", "RSQRT")
 ELEMENTWISE = NORM + ("ADD", "SUB", "MUL")

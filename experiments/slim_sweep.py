@@ -1,6 +1,6 @@
 """The 5 MB model's embedding choices on dev: rows kept, factorization rank and weighting, recovery lr.
 
-    .venv/bin/python scripts/slim_sweep.py [--work-dir work]
+    .venv/bin/python -m experiments.slim_sweep [--work-dir work]
         [--variants "rank=160,weights=none,unk_prob=0;rank=288,min_count=2"]
 
 A variant's unnamed keys take make convert's values (KitConfig().slim: rank, min_count, weights,
@@ -19,21 +19,16 @@ Prints a table and writes benchmarks/results/slim-sweep-<machine>-<date>.{json,m
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from sweep_variants import file_metrics, parse_variant, sweep_arguments, write_results  # noqa: E402  (scripts/)
-
-from converter.compact import map_inputs  # noqa: E402
-from converter.compress import load_trained, trained_teacher  # noqa: E402
-from converter.config import KitConfig, with_overrides  # noqa: E402
-from converter.distill import student_config  # noqa: E402
-from converter.pipeline import calibration_inputs, export_variants  # noqa: E402
-from converter.slim import EMBEDDING_WEIGHTS, compaction, mapped_context, slim_model  # noqa: E402
+from converter.compress.compact import map_inputs
+from converter.compress.distill import student_config
+from converter.config import KitConfig, with_overrides
+from converter.jobs.compression import load_trained, trained_teacher
+from converter.jobs.context import calibration_inputs, export_variants
+from converter.jobs.slim import EMBEDDING_WEIGHTS, compaction, mapped_context, slim_model
+from experiments.sweep_variants import file_metrics, parse_variant, sweep_arguments, write_results
 
 SLIM = KitConfig().slim
 DEFAULTS = {"rank": SLIM.embedding_rank, "min_count": SLIM.min_count, "weights": SLIM.embedding_weights,
@@ -98,7 +93,7 @@ def main() -> None:
                                           "bytes": Path(entry["source"]).stat().st_size}
         rows.append(row)
 
-    lines = [f"Slim model embedding choices (`scripts/slim_sweep.py`), from a recovered structured cut (heads / FFN kept); "
+    lines = [f"Slim model embedding choices (`experiments/slim_sweep.py`), from a recovered structured cut (heads / FFN kept); "
              f"{cfg.slim.slim_recovery.epochs} recovery epochs, best on dev (Keras); then each file on dev and test; rank 0: "
              "the compact table unfactorized", "",
              "| heads / FFN | rank | min count | weights | lr | [UNK] copy | rare alpha | rows kept | test tokens to [UNK] "

@@ -1,4 +1,5 @@
-"""The end-to-end jobs behind `make convert` and `python -m converter export`."""
+"""What every job shares: the encoded splits (Context), metrics of a split, and the export of a
+model's variants into manifest entries."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from converter import checkpoint as ck
-from converter.bundle import model_entry, write_bundle
 from converter.config import LABELS, KitConfig, ModelConfig
-from converter.data import Dataset, load_splits, load_table
-from converter.export import export_tflite, tflite_logits
-from converter.tflite_stats import encoder_sparsity, gzip_bytes
-from converter.tokenize import encode, load_tokenizer, tokenizer_settings
+from converter.data.splits import Dataset, load_splits
+from converter.data.tokenize import encode, load_tokenizer, tokenizer_settings
+from converter.export.bundle import model_entry
+from converter.export.stats import encoder_sparsity, gzip_bytes
+from converter.export.tflite import export_tflite, tflite_logits
+from converter.modeling import hf_weights as ck
 from device_runtime.metrics import classification_metrics
 
 log = logging.getLogger(__name__)
@@ -123,68 +124,6 @@ def teacher_pooling(cfg: KitConfig, folder: Path) -> str:
         raise ValueError(f"{record}: the teacher there was trained with {recorded} pooling, not {wanted}; "
                          f"pass --pooling {recorded} or another --work-dir")
     return recorded
-
-
-def train_teacher(cfg: KitConfig, ctx: Context, resume: bool = False):
-    from converter.finetune import fit_classifier, seed_everything
-
-    folder = Path(cfg.work_dir) / "teacher"
-    seed_everything(cfg.finetune.seed)  # the fresh classifier head is random: unseeded, every run differed
-    pooling = teacher_pooling(cfg, ctx.folder) if resume else ck.resolve_pooling(cfg.pooling, ctx.folder)
-    model, model_cfg, _, _ = ck.build_from_checkpoint(cfg.checkpoint, cfg.model.max_seq_len, allow_fresh=ck.HEAD_LAYERS,
-                                                      pooling=pooling)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "head.json").write_text(json.dumps({"pooling": pooling}) + "\n")
-    train, dev = train_dev(ctx)
-    print(f"fine-tuning teacher: {len(train[1])} train / {len(dev[1])} dev sentences, "
-          f"{cfg.finetune.epochs} epochs", flush=True)
-    model, state = fit_classifier(model, train, dev, cfg.finetune, folder, resume=resume)
-    return model, model_cfg, state
-
-
-def run_convert(cfg: KitConfig, resume: bool = False) -> dict:
-    """Fine-tune the teacher, export its variants; then (cfg.compress) the compressed models. One bundle."""
-    folder = ck.resolve_checkpoint(cfg.checkpoint)
-    ctx = prepare(cfg, folder)
-    model, model_cfg, _ = train_teacher(cfg, ctx, resume)
-    calibration = calibration_inputs(ctx.splits["train"], cfg.export.num_calibration_examples, cfg.export.calibration_seed)
-    entries = export_variants(model, model_cfg, "teacher", ctx, cfg, calibration=calibration)
-    # A fresh bundle (nothing kept from an earlier run), usable from here on; compression adds to it.
-    manifest = write_bundle(Path(cfg.out_dir), entries, ctx.vocab, LABELS, model_cfg.max_seq_len, ctx.do_lower_case,
-                            keep_existing=False)
-    if cfg.compress:
-        from converter.compress import run_compression
-
-        print(f"teacher bundle written to {cfg.out_dir}/:\n{format_table(manifest)}\ncompression next", flush=True)
-        entries = run_compression(cfg, ctx, model, model_cfg, calibration, resume)[0]
-        manifest = write_bundle(Path(cfg.out_dir), entries, ctx.vocab, LABELS, model_cfg.max_seq_len,
-                                ctx.do_lower_case)
-    return manifest
-
-
-def read_calibration_texts(path: Path) -> list[str]:
-    """Calibration sentences: a text,label table (.tsv/.csv) or one sentence per line."""
-    path = Path(path)
-    if path.suffix in (".tsv", ".csv"):
-        return load_table(path).texts
-    texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not texts:
-        raise ValueError(f"{path}: no calibration sentences")
-    return texts
-
-
-def run_export(cfg: KitConfig, quantizations, calibration_file: Path | None) -> dict:
-    """Export an already fine-tuned sequence-classification checkpoint without training."""
-    model, model_cfg, labels, folder = ck.build_from_checkpoint(cfg.checkpoint, cfg.model.max_seq_len)
-    data_dir = Path(cfg.data.data_dir)
-    splits = {"test": load_splits(cfg.data)["test"]} if data_dir.is_dir() else {}
-    ctx = prepare(cfg, folder, splits)
-    calibration = None
-    if calibration_file is not None:
-        texts = read_calibration_texts(calibration_file)[: cfg.export.num_calibration_examples]
-        calibration = encode(load_tokenizer(folder), texts, model_cfg.max_seq_len)
-    entries = export_variants(model, model_cfg, "model", ctx, cfg, quantizations, calibration, labels)
-    return write_bundle(Path(cfg.out_dir), entries, ctx.vocab, labels, model_cfg.max_seq_len, ctx.do_lower_case)
 
 
 def format_table(manifest: dict) -> str:

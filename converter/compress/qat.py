@@ -23,131 +23,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
+from converter.compress.quant.configs import FLOAT_LAYERS, DenseQuantizeConfig, float_layer_config
+from converter.compress.quant.registry import custom_objects
 from converter.config import QatConfig
-from converter.finetune import fit_classifier
-from converter.layers import AddedEmbedding, AttentionCore
+from converter.modeling.layers import AttentionCore
+from converter.train.finetune import fit_classifier
 
 quantize = tfmot.quantization.keras
-
-
-@keras.utils.register_keras_serializable(package="converter")
-class NoOpQuantizeConfig(quantize.QuantizeConfig):
-    """Leave a layer in float: no weight, activation or output quantizers."""
-
-    def get_weights_and_quantizers(self, layer):
-        return []
-
-    def get_activations_and_quantizers(self, layer):
-        return []
-
-    def set_quantize_weights(self, layer, quantize_weights):
-        pass
-
-    def set_quantize_activations(self, layer, quantize_activations):
-        pass
-
-    def get_output_quantizers(self, layer):
-        return []
-
-    def get_config(self):
-        return {}
-
-
-@keras.utils.register_keras_serializable(package="converter")
-class PerChannelKernelQuantizer(quantize.quantizers.Quantizer):
-    """Symmetric narrow-range int8 fake quantization per output channel (last axis) of a kernel.
-
-    The range is each channel's max |w| at every step (no variables), straight-through gradient."""
-
-    def build(self, tensor_shape, name, layer):
-        return {}
-
-    def __call__(self, inputs, training, weights, **kwargs):
-        bound = tf.stop_gradient(tf.maximum(tf.reduce_max(tf.abs(inputs), axis=list(range(inputs.shape.rank - 1))), 1e-8))
-        return tf.quantization.fake_quant_with_min_max_vars_per_channel(inputs, -bound, bound, num_bits=8,
-                                                                        narrow_range=True)
-
-    def get_config(self):
-        return {}
-
-    def __eq__(self, other):
-        return isinstance(other, PerChannelKernelQuantizer)
-
-    def __ne__(self, other):
-        return not self.__eq__(other)
-
-
-def activation_quantizer(activation_range: str):
-    """8-bit asymmetric per-tensor range: "moving_average" of batch min/max (TF-MOT's default), or
-    "all_values", the min/max over every batch seen (what post-training calibration takes)."""
-    kinds = {"moving_average": quantize.quantizers.MovingAverageQuantizer,
-             "all_values": quantize.quantizers.AllValuesQuantizer}
-    if activation_range not in kinds:
-        raise ValueError(f"qat.activation_range: {activation_range!r}; expected one of {sorted(kinds)}")
-    return kinds[activation_range](num_bits=8, per_axis=False, symmetric=False, narrow_range=False)
-
-
-@keras.utils.register_keras_serializable(package="converter")
-class DenseQuantizeConfig(quantize.QuantizeConfig):
-    """Dense: per-channel kernel (above), 8-bit asymmetric range on the output."""
-
-    def __init__(self, activation_range: str = "moving_average"):
-        self.activation_range = activation_range
-        self.kernel_quantizer = PerChannelKernelQuantizer()
-        self.activation_quantizer = activation_quantizer(activation_range)
-
-    def get_weights_and_quantizers(self, layer):
-        return [(layer.kernel, self.kernel_quantizer)]
-
-    def get_activations_and_quantizers(self, layer):
-        return [(layer.activation, self.activation_quantizer)]
-
-    def set_quantize_weights(self, layer, quantize_weights):
-        layer.kernel = quantize_weights[0]
-
-    def set_quantize_activations(self, layer, quantize_activations):
-        layer.activation = quantize_activations[0]
-
-    def get_output_quantizers(self, layer):
-        return []
-
-    def get_config(self):
-        return {"activation_range": self.activation_range}
-
-
-@keras.utils.register_keras_serializable(package="converter")
-class OutputQuantizeConfig(NoOpQuantizeConfig):
-    """A float layer whose output feeds a Dense: computed in float, output fake-quantized to int8.
-
-    The int8 file quantizes every FULLY_CONNECTED input; without this, QAT would train on float
-    Dense inputs that the exported model never sees (LayerNorm, GELU and attention outputs)."""
-
-    def __init__(self, activation_range: str = "moving_average"):
-        self.activation_range = activation_range
-
-    def get_output_quantizers(self, layer):
-        return [activation_quantizer(self.activation_range)]
-
-    def get_config(self):
-        return {"activation_range": self.activation_range}
-
-
-# Layer classes kept float on purpose, each with an explicit config (never silently skipped). The
-# residual Add needs one too: unannotated, TF-MOT gives it an output quantizer (a moving average)
-# because its output feeds an annotated LayerNorm, and the int8 file keeps that add in float.
-FLOAT_LAYERS = (AttentionCore, AddedEmbedding, keras.layers.LayerNormalization, keras.layers.Activation,
-                keras.layers.Add)
-
-
-def float_layer_config(layer, activation_range: str = "moving_average") -> NoOpQuantizeConfig:
-    """Outputs read by a Dense (LayerNorm, GELU, attention context) get an int8 output range."""
-    feeds_dense = isinstance(layer, (AttentionCore, keras.layers.LayerNormalization)) or (
-        isinstance(layer, keras.layers.Activation) and layer.get_config()["activation"] == "gelu")
-    return OutputQuantizeConfig(activation_range) if feeds_dense else NoOpQuantizeConfig()
 
 
 def without_dropout(layer):
@@ -161,8 +46,6 @@ def annotate(model, per_channel: bool = True, activation_range: str = "moving_av
              dropout: bool = True) -> keras.Model:
     """Annotate every Dense (per-channel config, or TF-MOT's scheme default) and the float layers
     (NoOp); dropout False: every dropout at rate 0, so training-mode ranges are inference's."""
-    from converter.scopes import custom_objects
-
     def mark(layer):
         if not dropout and isinstance(layer, (keras.layers.Dropout, AttentionCore)):
             layer = without_dropout(layer)  # both weightless
@@ -183,8 +66,6 @@ def quantize_model(model, preserve_sparsity: bool = False, activation_range: str
 
     preserve_sparsity uses TF-MOT's prune-preserving QAT scheme, whose own Dense quantizer keeps
     the pruning mask (per tensor); otherwise Dense kernels get the per-channel config above."""
-    from converter.scopes import custom_objects
-
     with quantize.quantize_scope(custom_objects()):
         if preserve_sparsity:
             scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
@@ -206,8 +87,6 @@ def qat(model, train: tuple, dev: tuple, cfg: QatConfig, work_dir: Path, preserv
 def trained_float(quantized, model) -> keras.Model:
     """A copy of the float `model` that QAT started from, holding the QAT fine-tune's weights
     (matched by variable name; quantizer ranges left behind), for the int8 export."""
-    from converter.scopes import custom_objects
-
     trained = {}
     for variable in quantized.weights:
         trained.setdefault(variable.name, variable)

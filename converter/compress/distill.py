@@ -12,10 +12,10 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from converter.augment import augment_ids
 from converter.config import DistillConfig, ModelConfig
-from converter.finetune import fit_classifier, seed_everything
-from converter.model import build_classifier
+from converter.data.augment import augment_ids
+from converter.modeling.bert import build_classifier
+from converter.train.finetune import fit_classifier, seed_everything
 
 log = logging.getLogger(__name__)
 SHARED_LAYERS = ("embeddings_word", "embeddings_position", "embeddings_segment", "embeddings_norm",

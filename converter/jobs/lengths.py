@@ -8,16 +8,17 @@ from pathlib import Path
 
 import numpy as np
 
-from converter.bundle import model_entry, write_bundle
+from converter.compress.distill import student_config
 from converter.config import LABELS, KitConfig
-from converter.export import export_tflite
+from converter.data.splits import load_splits
+from converter.export.bundle import model_entry, write_bundle
+from converter.export.tflite import export_tflite
+from converter.jobs.compression import load_trained, teacher_config
+from device_runtime.tokenizer import WordPieceTokenizer
 
 
 def _source_model(cfg: KitConfig, name: str, seq_len: int):
     """(Keras model at seq_len, its ModelConfig) for a bundle name such as teacher-float32."""
-    from converter.compress import load_trained, teacher_config
-    from converter.distill import student_config
-
     prefix = name.rsplit("-", 1)[0]
     teacher_cfg = replace(teacher_config(cfg), max_seq_len=seq_len)
     folders = {"teacher": ("teacher", teacher_cfg), "student": ("student", student_config(teacher_cfg, cfg.distill))}
@@ -49,8 +50,6 @@ def export_at_length(bundle: Path, work: Path, seq_len: int, names: list[str], c
 
 def _calibration(cfg: KitConfig, bundle: Path, manifest: dict, seq_len: int):
     """Real training sentences for full-integer calibration, tokenized with the bundle's vocab."""
-    from converter.data import load_splits
-    from device_runtime.tokenizer import WordPieceTokenizer
 
     texts = load_splits(cfg.data)["train"].texts[: cfg.export.num_calibration_examples]
     tok = WordPieceTokenizer(Path(bundle) / manifest["vocab"], lowercase=manifest["do_lower_case"])

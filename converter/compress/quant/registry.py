@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from converter.compress.quant.configs import DenseQuantizeConfig, NoOpQuantizeConfig, OutputQuantizeConfig
+from converter.compress.quant.quantizers import PerChannelKernelQuantizer
+from converter.modeling.layers import CUSTOM_OBJECTS
+
 
 def custom_objects() -> dict:
-    from converter.layers import CUSTOM_OBJECTS
-    from converter.qat import DenseQuantizeConfig, NoOpQuantizeConfig, OutputQuantizeConfig, PerChannelKernelQuantizer
-
     return {**CUSTOM_OBJECTS, "NoOpQuantizeConfig": NoOpQuantizeConfig, "DenseQuantizeConfig": DenseQuantizeConfig,
             "OutputQuantizeConfig": OutputQuantizeConfig, "PerChannelKernelQuantizer": PerChannelKernelQuantizer}

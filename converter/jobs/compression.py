@@ -8,14 +8,24 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from converter import checkpoint as ck
-from converter.augment import token_id
-from converter.config import KitConfig, ModelConfig
-from converter.distill import distill, distillation_data, student_config
-from converter.model import build_classifier
-from converter.pipeline import Context, calibration_inputs, export_variants, prepare, split_metrics, teacher_pooling, train_dev
-from converter.prune import prune
-from converter.qat import qat, trained_float
+from converter.compress.distill import distill, distillation_data, student_config
+from converter.compress.prune import prune
+from converter.compress.qat import qat, trained_float
+from converter.config import LABELS, KitConfig, ModelConfig
+from converter.data.augment import token_id
+from converter.export.bundle import write_bundle
+from converter.jobs.context import (
+    Context,
+    calibration_inputs,
+    export_variants,
+    prepare,
+    split_metrics,
+    teacher_pooling,
+    train_dev,
+)
+from converter.jobs.slim import run_slim
+from converter.modeling import hf_weights as ck
+from converter.modeling.bert import build_classifier
 
 log = logging.getLogger(__name__)
 STUDENT_QUANTIZATIONS = ("float32", "dynamic", "float16", "int8", "int16x8")
@@ -115,7 +125,7 @@ def run_qat(cfg: KitConfig, ctx: Context, model, model_cfg: ModelConfig, calibra
     qat_cfg = cfg.qat if prefix != "student" else replace(cfg.qat, train=replace(cfg.qat.train,
                                                                                    epochs=cfg.qat.student_epochs))
     quantized, state = qat(model, train, dev, qat_cfg, work, resume=resume, loss=loss)
-    # The fine-tuned weights, converted like post-training int8 (see converter.qat: trained_float).
+    # The fine-tuned weights, converted like post-training int8 (see converter.compress.qat: trained_float).
     entries = export_variants(trained_float(quantized, model), model_cfg, f"{prefix}-qat", ctx, cfg, ("int8",),
                               calibration)
     return entries, {"best_dev_accuracy": state["best_dev_accuracy"]}
@@ -154,8 +164,6 @@ def run_compression(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelCon
                                                            quantizations=("int8",), with_pqat=True, resume=resume)
     entries += qat_entries + teacher_entries + student_entries
     if cfg.slim.enabled:
-        from converter.slim import run_slim
-
         slim_entries, report["slim"] = run_slim(cfg, ctx, teacher, teacher_cfg, student, student_cfg, calibration, resume)
         entries += slim_entries
     (Path(cfg.work_dir) / "report.json").write_text(json.dumps(report, indent=2))
@@ -164,9 +172,6 @@ def run_compression(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelCon
 
 def run_step(cfg: KitConfig, step: str, target: str = "teacher", resume: bool = False) -> dict:
     """One compression step on models fine-tuned earlier in work_dir; its entries join the bundle."""
-    from converter.bundle import write_bundle
-    from converter.config import LABELS
-
     if target not in ("teacher", "student"):
         raise ValueError(f"--model must be teacher or student, not {target!r}")
     ctx, teacher, teacher_cfg = trained_teacher(cfg)
@@ -174,8 +179,6 @@ def run_step(cfg: KitConfig, step: str, target: str = "teacher", resume: bool = 
     if step == "distill":
         entries = run_distill(cfg, ctx, teacher, teacher_cfg, calibration, resume)[2]
     elif step == "slim":
-        from converter.slim import run_slim
-
         student_cfg = student_config(teacher_cfg, cfg.distill)
         entries, report = run_slim(cfg, ctx, teacher, teacher_cfg, load_trained(cfg, student_cfg, "student"),
                                    student_cfg, calibration, resume)

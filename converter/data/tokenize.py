@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converter.model import INPUT_NAMES
+from converter.modeling.bert import INPUT_NAMES
 
 
 def tokenizer_settings(folder: Path) -> dict:

@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 
 from converter.config import ModelConfig
-from converter.model import rebuild
+from converter.modeling.bert import rebuild
 
 
 def kept_ids(train_ids: np.ndarray, special_ids, extra_ids=None, extra_top_k: int = 0, min_count: int = 1) -> np.ndarray:

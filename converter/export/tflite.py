@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from converter.model import INPUT_NAMES, OUTPUT_NAME
+from converter.modeling.bert import INPUT_NAMES, OUTPUT_NAME
 from device_runtime.interpreter import TFLiteModel
 
 log = logging.getLogger(__name__)

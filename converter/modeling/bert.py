@@ -7,7 +7,7 @@ from __future__ import annotations
 import tf_keras as keras
 
 from converter.config import ModelConfig
-from converter.layers import AddedEmbedding, AttentionCore, AttentionMaskBias, MaskedMeanPooling
+from converter.modeling.layers import AddedEmbedding, AttentionCore, AttentionMaskBias, MaskedMeanPooling
 
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAME = "logits"

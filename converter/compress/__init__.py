@@ -1,0 +1,1 @@
+"""Compression techniques: distillation, pruning, structured cuts, compact embeddings, QAT."""

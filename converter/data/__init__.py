@@ -1,0 +1,1 @@
+"""Sentences in: Financial PhraseBank and table loaders, host tokenization, augmentation."""

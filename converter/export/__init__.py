@@ -1,0 +1,1 @@
+"""Files out: TFLite conversion, file statistics, the bundle writer."""

@@ -1,0 +1,1 @@
+"""Fine-tuning: schedule, best-on-dev checkpoints, resume."""
