@@ -11,6 +11,8 @@ from dataclasses import replace
 import numpy as np
 
 from converter.config import ModelConfig
+from converter.errors import ConfigError
+from converter.modeling import names
 from converter.modeling.bert import rebuild
 
 
@@ -34,8 +36,8 @@ def id_map(kept: np.ndarray, vocab_size: int, unk_id: int) -> np.ndarray:
 def compact_model(model, cfg: ModelConfig, kept: np.ndarray):
     """The same model with a (len(kept), hidden) word-embedding table -> (model, its ModelConfig)."""
     small_cfg = replace(cfg, vocab_size=len(kept))
-    table = model.get_layer("embeddings_word").get_weights()[0]
-    return rebuild(model, small_cfg, {"embeddings_word": [table[kept]]}), small_cfg
+    table = model.get_layer(names.WORD).get_weights()[0]
+    return rebuild(model, small_cfg, {names.WORD: [table[kept]]}), small_cfg
 
 
 def factorize_embeddings(model, cfg: ModelConfig, rank: int, positions: int, row_weights: np.ndarray | None = None):
@@ -49,8 +51,8 @@ def factorize_embeddings(model, cfg: ModelConfig, rank: int, positions: int, row
     if cfg.embedding_rank:
         raise ValueError(f"{model.name}: word table already factorized (rank {cfg.embedding_rank})")
     if positions < cfg.max_seq_len:
-        raise ValueError(f"cannot cut the position table to {positions} rows below seq_len {cfg.max_seq_len}")
-    table = model.get_layer("embeddings_word").get_weights()[0].astype(np.float64)
+        raise ConfigError(f"cannot cut the position table to {positions} rows below seq_len {cfg.max_seq_len}")
+    table = model.get_layer(names.WORD).get_weights()[0].astype(np.float64)
     if row_weights is None:
         u, s, vt = np.linalg.svd(table, full_matrices=False)
         rank = min(rank, len(s))
@@ -63,10 +65,10 @@ def factorize_embeddings(model, cfg: ModelConfig, rank: int, positions: int, row
         projection = vt[:rank]
         rows = table @ projection.T
     small_cfg = replace(cfg, embedding_rank=rank, max_position_embeddings=positions)
-    position_rows = model.get_layer("embeddings_position").get_weights()[0][:positions]
-    small = rebuild(model, small_cfg, {"embeddings_word": [rows.astype(np.float32)],
-                                       "embeddings_project": [projection.astype(np.float32)],
-                                       "embeddings_position": [position_rows]})
+    position_rows = model.get_layer(names.POSITION).get_weights()[0][:positions]
+    small = rebuild(model, small_cfg, {names.WORD: [rows.astype(np.float32)],
+                                       names.PROJECT: [projection.astype(np.float32)],
+                                       names.POSITION: [position_rows]})
     return small, small_cfg
 
 

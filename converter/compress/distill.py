@@ -14,13 +14,14 @@ import tf_keras as keras
 
 from converter.config import DistillConfig, ModelConfig
 from converter.data.augment import augment_ids
+from converter.errors import ConfigError
+from converter.modeling import names
 from converter.modeling.bert import build_classifier
 from converter.train.finetune import fit_classifier, seed_everything
 
 log = logging.getLogger(__name__)
-SHARED_LAYERS = ("embeddings_word", "embeddings_position", "embeddings_segment", "embeddings_norm",
-                 "pooler", "classifier")
-BLOCK_PARTS = ("attn_query", "attn_key", "attn_value", "attn_output", "attn_norm", "ffn_in", "ffn_out", "ffn_norm")
+SHARED_LAYERS = (names.WORD, names.POSITION, names.SEGMENT, names.EMBEDDINGS_NORM) + names.HEAD
+BLOCK_PARTS = names.BLOCK_WEIGHTED
 
 
 @keras.utils.register_keras_serializable(package="converter")
@@ -67,7 +68,7 @@ def init_student(teacher, teacher_cfg: ModelConfig, student_cfg: ModelConfig) ->
         return student
     pairs = [(name, name) for name in SHARED_LAYERS]
     for s, t in enumerate(teacher_layer_map(teacher_cfg.num_layers, student_cfg.num_layers)):
-        pairs += [(f"layer_{s}_{part}", f"layer_{t}_{part}") for part in BLOCK_PARTS]
+        pairs += [(names.block(s, part), names.block(t, part)) for part in BLOCK_PARTS]
     for student_name, teacher_name in pairs:
         student.get_layer(student_name).set_weights(teacher.get_layer(teacher_name).get_weights())
     log.info("student initialised from teacher layers %s", teacher_layer_map(teacher_cfg.num_layers, student_cfg.num_layers))
@@ -140,7 +141,7 @@ def augmented(teacher, inputs: list[np.ndarray], labels: np.ndarray, targets: np
               mask_id: int | None, work: Path):
     """Append cfg.augment_copies perturbed copies of the training rows, labelled by the teacher's logits."""
     if mask_id is None:
-        raise ValueError("distill.augment_copies > 0 needs the vocabulary's [MASK] id")
+        raise ConfigError("distill.augment_copies > 0 needs the vocabulary's [MASK] id")
     ids, mask, rows = augment_ids(inputs[0], inputs[1], cfg.augment_copies, cfg.augment_mask_prob,
                                   cfg.augment_drop_prob, mask_id, cfg.train.seed)
     tag = f"{cfg.augment_copies}x_m{cfg.augment_mask_prob}_d{cfg.augment_drop_prob}_s{cfg.train.seed}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -10,15 +9,16 @@ import tf_keras as keras
 
 from converter.compress.quant.registry import custom_objects
 from converter.config import PruneConfig
+from converter.modeling import names
 from converter.train.finetune import fit_classifier
 
 # Encoder projections: Q, K, V, attention output and both feed-forward Dense layers.
-ENCODER_DENSE = re.compile(r"^layer_\d+_(attn_(query|key|value|output)|ffn_(in|out))$")
+ENCODER_DENSE = names.ENCODER_DENSE_NAME
 
 
 def prune_targets(model, cfg: PruneConfig) -> list[str]:
     names = [layer.name for layer in model.layers if ENCODER_DENSE.match(layer.name)]
-    return names + (["embeddings_word"] if cfg.prune_embeddings else [])
+    return names + ([names.WORD] if cfg.prune_embeddings else [])
 
 
 def apply_pruning(model, cfg: PruneConfig, total_steps: int):

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import gzip
-import re
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from converter.modeling import names
 from device_runtime.interpreter import TFLiteModel
 
-# The converter folds the 1/sqrt(head_size) query scaling into the query kernel, so that
-# weight is named after the attention core's `mul`.
-ENCODER_WEIGHT = re.compile(r"layer_\d+_(attn_(query|key|value|output|core/mul)|ffn_(in|out))")
+ENCODER_WEIGHT = names.ENCODER_WEIGHT_TENSOR
 
 
 def encoder_weights(path: Path) -> dict[str, np.ndarray]:

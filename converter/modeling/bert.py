@@ -7,6 +7,8 @@ from __future__ import annotations
 import tf_keras as keras
 
 from converter.config import ModelConfig
+from converter.errors import ConfigError
+from converter.modeling import names
 from converter.modeling.layers import AddedEmbedding, AttentionCore, AttentionMaskBias, MaskedMeanPooling
 
 INPUT_NAMES = ("input_ids", "attention_mask")
@@ -24,23 +26,23 @@ def _dense(units: int, name: str, cfg: ModelConfig, activation=None):
 def encoder_block(x, bias, cfg: ModelConfig, i: int):
     """One transformer layer (post-norm, as in BERT). x: (batch, seq, hidden); bias (batch, 1, 1, seq)."""
     width = cfg.heads(i) * cfg.head_size  # fewer heads after structured pruning
-    query = _dense(width, f"layer_{i}_attn_query", cfg)(x)
-    key = _dense(width, f"layer_{i}_attn_key", cfg)(x)
-    value = _dense(width, f"layer_{i}_attn_value", cfg)(x)
+    query = _dense(width, names.block(i, "attn_query"), cfg)(x)
+    key = _dense(width, names.block(i, "attn_key"), cfg)(x)
+    value = _dense(width, names.block(i, "attn_value"), cfg)(x)
     context = AttentionCore(cfg.heads(i), cfg.head_size, cfg.dropout_rate,
-                            name=f"layer_{i}_attn_core")([query, key, value, bias])
-    attn = _dense(cfg.hidden_size, f"layer_{i}_attn_output", cfg)(context)
-    attn = keras.layers.Dropout(cfg.dropout_rate, name=f"layer_{i}_attn_dropout")(attn)
-    x = keras.layers.Add(name=f"layer_{i}_attn_residual")([x, attn])
-    x = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name=f"layer_{i}_attn_norm")(x)
+                            name=names.block(i, "attn_core"))([query, key, value, bias])
+    attn = _dense(cfg.hidden_size, names.block(i, "attn_output"), cfg)(context)
+    attn = keras.layers.Dropout(cfg.dropout_rate, name=names.block(i, "attn_dropout"))(attn)
+    x = keras.layers.Add(name=names.block(i, "attn_residual"))([x, attn])
+    x = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name=names.block(i, "attn_norm"))(x)
 
     # Exact (erf) GELU, as BERT's "gelu"; a separate layer so Dense stays linear for QAT.
-    hidden = _dense(cfg.intermediate(i), f"layer_{i}_ffn_in", cfg)(x)
-    hidden = keras.layers.Activation("gelu", name=f"layer_{i}_ffn_gelu")(hidden)
-    out = _dense(cfg.hidden_size, f"layer_{i}_ffn_out", cfg)(hidden)
-    out = keras.layers.Dropout(cfg.dropout_rate, name=f"layer_{i}_ffn_dropout")(out)
-    x = keras.layers.Add(name=f"layer_{i}_ffn_residual")([x, out])
-    return keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name=f"layer_{i}_ffn_norm")(x)
+    hidden = _dense(cfg.intermediate(i), names.block(i, "ffn_in"), cfg)(x)
+    hidden = keras.layers.Activation("gelu", name=names.block(i, "ffn_gelu"))(hidden)
+    out = _dense(cfg.hidden_size, names.block(i, "ffn_out"), cfg)(hidden)
+    out = keras.layers.Dropout(cfg.dropout_rate, name=names.block(i, "ffn_dropout"))(out)
+    x = keras.layers.Add(name=names.block(i, "ffn_residual"))([x, out])
+    return keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name=names.block(i, "ffn_norm"))(x)
 
 
 def build_classifier(cfg: ModelConfig, name: str = "bert_classifier") -> keras.Model:
@@ -51,16 +53,16 @@ def build_classifier(cfg: ModelConfig, name: str = "bert_classifier") -> keras.M
 
     width = cfg.embedding_rank or cfg.hidden_size
     x = keras.layers.Embedding(cfg.vocab_size, width, embeddings_initializer=_init(cfg),
-                               name="embeddings_word")(input_ids)  # (batch, seq, rank or hidden)
+                               name=names.WORD)(input_ids)  # (batch, seq, rank or hidden)
     if cfg.embedding_rank:  # factorized table: rank-wide rows, then a shared projection to hidden
         x = keras.layers.Dense(cfg.hidden_size, use_bias=False, kernel_initializer=_init(cfg),
-                               name="embeddings_project")(x)
+                               name=names.PROJECT)(x)
     x = AddedEmbedding(cfg.max_position_embeddings, cfg.hidden_size, positional=True,
-                       name="embeddings_position")(x)
+                       name=names.POSITION)(x)
     x = AddedEmbedding(cfg.type_vocab_size, cfg.hidden_size, positional=False,
-                       name="embeddings_segment")(x)
-    x = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name="embeddings_norm")(x)
-    x = keras.layers.Dropout(cfg.dropout_rate, name="embeddings_dropout")(x)
+                       name=names.SEGMENT)(x)
+    x = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name=names.EMBEDDINGS_NORM)(x)
+    x = keras.layers.Dropout(cfg.dropout_rate, name=names.EMBEDDINGS_DROPOUT)(x)
 
     bias = AttentionMaskBias(cfg.mask_bias, name="attn_mask_bias")(mask)
     for i in range(cfg.num_layers):
@@ -72,10 +74,10 @@ def build_classifier(cfg: ModelConfig, name: str = "bert_classifier") -> keras.M
         summary = keras.layers.Cropping1D((0, seq - 1), name="pooler_cls")(x)
         summary = keras.layers.Flatten(name="pooler_flatten")(summary)  # (batch, hidden)
     else:
-        raise ValueError(f"pooling {cfg.pooling!r}: choose cls or mean")
-    pooled = _dense(cfg.hidden_size, "pooler", cfg, activation="tanh")(summary)
+        raise ConfigError(f"pooling {cfg.pooling!r}: choose cls or mean")
+    pooled = _dense(cfg.hidden_size, names.POOLER, cfg, activation="tanh")(summary)
     pooled = keras.layers.Dropout(cfg.dropout_rate, name="classifier_dropout")(pooled)
-    logits = _dense(cfg.num_labels, "classifier", cfg)(pooled)
+    logits = _dense(cfg.num_labels, names.CLASSIFIER, cfg)(pooled)
     logits = keras.layers.Activation("linear", dtype="float32", name=OUTPUT_NAME)(logits)
     return keras.Model([input_ids, mask], logits, name=name)
 
@@ -93,5 +95,5 @@ def rebuild(model: keras.Model, cfg: ModelConfig, replaced: dict[str, list] | No
 
 def encoder_outputs(model: keras.Model, num_layers: int) -> keras.Model:
     """A view of the classifier returning (last hidden state, pooled output); shares weights."""
-    last = model.get_layer(f"layer_{num_layers - 1}_ffn_norm").output
-    return keras.Model(model.inputs, [last, model.get_layer("pooler").output])
+    last = model.get_layer(names.block(num_layers - 1, "ffn_norm")).output
+    return keras.Model(model.inputs, [last, model.get_layer(names.POOLER).output])

