@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from device_runtime.errors import BundleInputError
 from device_runtime.interpreter import ModelLoadError, TFLiteModel
 from device_runtime.tokenizer import WordPieceTokenizer
 from device_runtime.variants import BucketedModel, MappedModel
@@ -16,7 +17,7 @@ REQUIRED_KEYS = ("labels", "seq_len", "vocab", "vocab_sha256", "do_lower_case", 
 REQUIRED_MODEL_KEYS = ("name", "file", "sha256", "bytes", "quantization")
 
 
-class BundleError(RuntimeError):
+class BundleError(BundleInputError, RuntimeError):
     """The bundle is incomplete or inconsistent; the message names the file or key."""
 
 

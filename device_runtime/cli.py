@@ -9,13 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from device_runtime.bundle import Bundle, BundleError, softmax
-from device_runtime.interpreter import ModelLoadError
+from device_runtime.bundle import Bundle, softmax
+from device_runtime.errors import BundleInputError
 from device_runtime.metrics import classification_metrics
-from device_runtime.tables import DataError, read_table
-from device_runtime.tokenizer import VocabError, WordPieceTokenizer
-
-ERRORS = (BundleError, ModelLoadError, VocabError, DataError, OSError)
+from device_runtime.tables import read_table
+from device_runtime.tokenizer import WordPieceTokenizer
 
 
 def read_stdin_lines() -> list[str]:
@@ -200,6 +198,6 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ERRORS as err:
+    except BundleInputError as err:  # what the user handed us; anything else is a bug and keeps its traceback
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
+from device_runtime.errors import BundleInputError
+
 INSTALL_HINT = "pip install ai-edge-litert  (or the project's device extra: pip install '.[device]')"
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(BundleInputError, RuntimeError):
     """A .tflite file is missing, unreadable or has the wrong signature; the message names it."""
 
 

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from device_runtime.errors import BundleInputError
 
-class DataError(ValueError):
+
+class DataError(BundleInputError, ValueError):
     """Unreadable or invalid data; the message names the file (and line)."""
 
 

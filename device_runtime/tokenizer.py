@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from device_runtime.errors import BundleInputError
 from device_runtime.unicode_overrides import OVERRIDES
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -22,7 +23,7 @@ _CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700,
 _SPECIAL_SPLIT = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS) + ")")
 
 
-class VocabError(ValueError):
+class VocabError(BundleInputError, ValueError):
     """vocab.txt is missing, empty or lacks a special token; the message names the file."""
 
 

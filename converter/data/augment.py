@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from converter.errors import ConfigError
+
 
 def augment_ids(input_ids: np.ndarray, attention_mask: np.ndarray, copies: int, mask_prob: float,
                 drop_prob: float, mask_id: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -18,7 +20,7 @@ def augment_ids(input_ids: np.ndarray, attention_mask: np.ndarray, copies: int, 
     Each wordpiece between [CLS] and [SEP] is replaced by mask_id with probability mask_prob,
     dropped with probability drop_prob, else kept."""
     if mask_prob < 0 or drop_prob < 0 or mask_prob + drop_prob > 1:
-        raise ValueError(f"augmentation probabilities mask {mask_prob} + drop {drop_prob} must lie in [0, 1]")
+        raise ConfigError(f"augmentation probabilities mask {mask_prob} + drop {drop_prob} must lie in [0, 1]")
     rng = np.random.default_rng(seed)
     n, seq = input_ids.shape
     out_ids = np.zeros((copies * n, seq), input_ids.dtype)
@@ -41,7 +43,7 @@ def token_id(vocab: Path, token: str = "[MASK]") -> int:
     for i, line in enumerate(Path(vocab).read_text(encoding="utf-8").splitlines()):
         if line == token:
             return i
-    raise ValueError(f"{vocab}: no line holds {token}")
+    raise ConfigError(f"{vocab}: no line holds {token}")
 
 
 def unk_copy(inputs: list[np.ndarray], labels: np.ndarray, unk_id: int, prob: float, seed: int,
@@ -55,9 +57,9 @@ def unk_copy(inputs: list[np.ndarray], labels: np.ndarray, unk_id: int, prob: fl
     rare ones (word dropout, Kiperwasser & Goldberg 2016): a wordpiece seen c times in these rows
     is also hit with probability rare_alpha / (rare_alpha + c), on top of `prob`."""
     if not 0 <= prob <= 1:
-        raise ValueError(f"unk copy probability {prob} must lie in [0, 1]")
+        raise ConfigError(f"unk copy probability {prob} must lie in [0, 1]")
     if rare_alpha < 0:
-        raise ValueError(f"unk copy rare_alpha {rare_alpha} must be >= 0")
+        raise ConfigError(f"unk copy rare_alpha {rare_alpha} must be >= 0")
     ids, mask = inputs
     followed = np.concatenate([mask[:, 1:], np.zeros_like(mask[:, :1])], axis=1) == 1  # not the last real token ([SEP])
     body = (mask == 1) & (np.arange(ids.shape[1])[None, :] > 0) & followed

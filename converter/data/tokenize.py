@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from converter.errors import MissingFileError
 from converter.modeling.bert import INPUT_NAMES
 
 
@@ -15,7 +16,7 @@ def tokenizer_settings(folder: Path) -> dict:
     folder = Path(folder)
     vocab = folder / "vocab.txt"
     if not vocab.is_file():
-        raise FileNotFoundError(f"{vocab}: missing (the checkpoint folder must ship its WordPiece vocab.txt)")
+        raise MissingFileError(f"{vocab}: missing (the checkpoint folder must ship its WordPiece vocab.txt)")
     config_path = folder / "tokenizer_config.json"
     settings = json.loads(config_path.read_text()) if config_path.is_file() else {}
     return {"vocab": vocab, "do_lower_case": bool(settings.get("do_lower_case", True))}

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from converter.errors import ConfigError
 from converter.modeling.bert import INPUT_NAMES, OUTPUT_NAME
 from device_runtime.interpreter import TFLiteModel
 
@@ -43,7 +44,7 @@ def convert(model, seq_len: int, quantization: str, calibration: dict[str, np.nd
     LayerNorm decomposition and residual adds, whose outlier-heavy ranges int8 cannot hold.
     """
     if quantization not in QUANTIZATIONS:
-        raise ValueError(f"unknown quantization {quantization!r}; choose from {', '.join(QUANTIZATIONS)}")
+        raise ConfigError(f"unknown quantization {quantization!r}; choose from {', '.join(QUANTIZATIONS)}")
     function = serving_function(model, seq_len)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
     if quantization != "float32":
@@ -52,7 +53,7 @@ def convert(model, seq_len: int, quantization: str, calibration: dict[str, np.nd
         converter.target_spec.supported_types = [tf.float16]
     if quantization in ("int8", "int16x8"):
         if calibration is None:
-            raise ValueError(f"{quantization} needs calibration sentences")
+            raise ConfigError(f"{quantization} needs calibration sentences")
         converter.representative_dataset = _representative(calibration)
         ops = tf.lite.OpsSet
         converter.target_spec.supported_ops = [

@@ -13,6 +13,7 @@ from converter.compress.prune import prune
 from converter.compress.qat import qat, trained_float
 from converter.config import LABELS, KitConfig, ModelConfig
 from converter.data.augment import token_id
+from converter.errors import ConfigError, MissingFileError
 from converter.export.bundle import write_bundle
 from converter.jobs.context import (
     Context,
@@ -40,7 +41,7 @@ def load_trained(cfg: KitConfig, model_cfg: ModelConfig, folder: str):
     """A model fine-tuned earlier in work_dir (best-on-dev weights)."""
     weights = Path(cfg.work_dir) / folder / "best.weights.h5"
     if not weights.is_file():
-        raise FileNotFoundError(f"{weights}: not found; run the earlier step first (make convert)")
+        raise MissingFileError(f"{weights}: not found; run the earlier step first (make convert)")
     model = build_classifier(model_cfg)
     model.load_weights(str(weights))
     return model
@@ -115,7 +116,7 @@ def run_qat(cfg: KitConfig, ctx: Context, model, model_cfg: ModelConfig, calibra
     model being quantized ("self": QAT learns to match its own float model, not to learn more).
     For the teacher both are the same."""
     if cfg.qat.target not in ("teacher", "self"):
-        raise ValueError(f"qat.target: {cfg.qat.target!r}; expected 'teacher' or 'self'")
+        raise ConfigError(f"qat.target: {cfg.qat.target!r}; expected 'teacher' or 'self'")
     train, dev = train_dev(ctx)
     work = Path(cfg.work_dir) / f"{prefix}_qat"
     source = teacher if cfg.qat.target == "teacher" else model
@@ -173,7 +174,7 @@ def run_compression(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelCon
 def run_step(cfg: KitConfig, step: str, target: str = "teacher", resume: bool = False) -> dict:
     """One compression step on models fine-tuned earlier in work_dir; its entries join the bundle."""
     if target not in ("teacher", "student"):
-        raise ValueError(f"--model must be teacher or student, not {target!r}")
+        raise ConfigError(f"--model must be teacher or student, not {target!r}")
     ctx, teacher, teacher_cfg = trained_teacher(cfg)
     calibration = calibration_inputs(ctx.splits["train"], cfg.export.num_calibration_examples, cfg.export.calibration_seed)
     if step == "distill":
@@ -193,5 +194,5 @@ def run_step(cfg: KitConfig, step: str, target: str = "teacher", resume: bool = 
             entries = run_prune(cfg, ctx, model, model_cfg, target, calibration, with_pqat=target == "student",
                                 quantizations=("dynamic", "int8") if target == "teacher" else ("int8",), resume=resume)[0]
         else:
-            raise ValueError(f"unknown step {step!r}")
+            raise ConfigError(f"unknown step {step!r}")
     return write_bundle(Path(cfg.out_dir), entries, ctx.vocab, LABELS, cfg.model.max_seq_len, ctx.do_lower_case)

@@ -13,6 +13,7 @@ import numpy as np
 from converter.config import LABELS, KitConfig, ModelConfig
 from converter.data.splits import Dataset, load_splits
 from converter.data.tokenize import encode, load_tokenizer, tokenizer_settings
+from converter.errors import ConfigError
 from converter.export.bundle import model_entry
 from converter.export.stats import encoder_sparsity, gzip_bytes
 from converter.export.tflite import export_tflite, tflite_logits
@@ -121,7 +122,7 @@ def teacher_pooling(cfg: KitConfig, folder: Path) -> str:
         return wanted
     recorded = json.loads(record.read_text())["pooling"]
     if cfg.pooling != "auto" and recorded != wanted:
-        raise ValueError(f"{record}: the teacher there was trained with {recorded} pooling, not {wanted}; "
+        raise ConfigError(f"{record}: the teacher there was trained with {recorded} pooling, not {wanted}; "
                          f"pass --pooling {recorded} or another --work-dir")
     return recorded
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from converter.config import LABELS, KitConfig
 from converter.data.splits import load_splits, load_table
 from converter.data.tokenize import encode, load_tokenizer
+from converter.errors import ConfigError
 from converter.export.bundle import write_bundle
 from converter.jobs.compression import run_compression
 from converter.jobs.context import Context, calibration_inputs, export_variants, format_table, prepare, teacher_pooling, train_dev
@@ -55,7 +56,7 @@ def read_calibration_texts(path: Path) -> list[str]:
         return load_table(path).texts
     texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not texts:
-        raise ValueError(f"{path}: no calibration sentences")
+        raise ConfigError(f"{path}: no calibration sentences")
     return texts
 
 

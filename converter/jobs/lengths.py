@@ -11,6 +11,7 @@ import numpy as np
 from converter.compress.distill import student_config
 from converter.config import LABELS, KitConfig
 from converter.data.splits import load_splits
+from converter.errors import ConfigError
 from converter.export.bundle import model_entry, write_bundle
 from converter.export.tflite import export_tflite
 from converter.jobs.compression import load_trained, teacher_config
@@ -23,7 +24,7 @@ def _source_model(cfg: KitConfig, name: str, seq_len: int):
     teacher_cfg = replace(teacher_config(cfg), max_seq_len=seq_len)
     folders = {"teacher": ("teacher", teacher_cfg), "student": ("student", student_config(teacher_cfg, cfg.distill))}
     if prefix not in folders:
-        raise ValueError(f"{name}: only teacher-* and student-* models can be re-exported")
+        raise ConfigError(f"{name}: only teacher-* and student-* models can be re-exported")
     folder, model_cfg = folders[prefix]
     return load_trained(cfg, model_cfg, folder), model_cfg
 

@@ -14,6 +14,7 @@ from converter.compress.structured import importance_scores, keep_top, slice_mod
 from converter.config import KitConfig, ModelConfig, SlimConfig
 from converter.data.augment import unk_copy
 from converter.data.tokenize import encode, load_tokenizer
+from converter.errors import ConfigError
 from converter.export.bundle import model_entry, sha256_of
 from converter.export.stats import encoder_sparsity, gzip_bytes
 from converter.export.tflite import export_tflite
@@ -137,7 +138,7 @@ def slim_model(cfg: KitConfig, ctx: Context, mctx: Context, teacher, teacher_cfg
     0: neither), then recovered by distillation on mapped ids (plus an [UNK] copy: recovery_rows)
     -> (model, its ModelConfig, report)."""
     if cfg.slim.embedding_weights not in EMBEDDING_WEIGHTS:
-        raise ValueError(f"slim.embedding_weights: {cfg.slim.embedding_weights!r}; expected one of {EMBEDDING_WEIGHTS}")
+        raise ConfigError(f"slim.embedding_weights: {cfg.slim.embedding_weights!r}; expected one of {EMBEDDING_WEIGHTS}")
     slim, slim_cfg = compact_model(small, small_cfg, kept)
     positions = max(bucket_lengths(cfg.slim.buckets, slim_cfg.max_seq_len, slim_cfg.max_position_embeddings))
     weights = None

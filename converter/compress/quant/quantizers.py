@@ -6,6 +6,8 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
+from converter.errors import ConfigError
+
 quantize = tfmot.quantization.keras
 
 
@@ -39,5 +41,5 @@ def activation_quantizer(activation_range: str):
     kinds = {"moving_average": quantize.quantizers.MovingAverageQuantizer,
              "all_values": quantize.quantizers.AllValuesQuantizer}
     if activation_range not in kinds:
-        raise ValueError(f"qat.activation_range: {activation_range!r}; expected one of {sorted(kinds)}")
+        raise ConfigError(f"qat.activation_range: {activation_range!r}; expected one of {sorted(kinds)}")
     return kinds[activation_range](num_bits=8, per_axis=False, symmetric=False, narrow_range=False)
