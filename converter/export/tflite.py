@@ -11,16 +11,15 @@ import numpy as np
 import tensorflow as tf
 
 from converter.errors import ConfigError
-from converter.modeling.bert import INPUT_NAMES, OUTPUT_NAME
+from device_runtime.format import INPUT_DTYPE, INPUT_NAMES, OUTPUT_NAME, QUANTIZATIONS, Quantization, needs_calibration
 from device_runtime.interpreter import TFLiteModel
 
 log = logging.getLogger(__name__)
-QUANTIZATIONS = ("float32", "dynamic", "float16", "int8", "int16x8")
 
 
 def serving_function(model, seq_len: int):
     """Concrete function with named int32 inputs of static shape [1, seq_len] and a `logits` output."""
-    spec = [tf.TensorSpec([1, seq_len], tf.int32, name=name) for name in INPUT_NAMES]
+    spec = [tf.TensorSpec([1, seq_len], INPUT_DTYPE, name=name) for name in INPUT_NAMES]
 
     @tf.function(input_signature=spec)
     def serve(input_ids, attention_mask):
@@ -47,20 +46,20 @@ def convert(model, seq_len: int, quantization: str, calibration: dict[str, np.nd
         raise ConfigError(f"unknown quantization {quantization!r}; choose from {', '.join(QUANTIZATIONS)}")
     function = serving_function(model, seq_len)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
-    if quantization != "float32":
+    if quantization != Quantization.FLOAT32:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantization == "float16":
+    if quantization == Quantization.FLOAT16:
         converter.target_spec.supported_types = [tf.float16]
-    if quantization in ("int8", "int16x8"):
+    if needs_calibration(quantization):
         if calibration is None:
             raise ConfigError(f"{quantization} needs calibration sentences")
         converter.representative_dataset = _representative(calibration)
         ops = tf.lite.OpsSet
         converter.target_spec.supported_ops = [
-            ops.TFLITE_BUILTINS_INT8 if quantization == "int8"
+            ops.TFLITE_BUILTINS_INT8 if quantization == Quantization.INT8
             else ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
         # Float islands need float builtins; so does 16x8, which has no kernel for the mask's CAST.
-        if float_ops or quantization == "int16x8":
+        if float_ops or quantization == Quantization.INT16X8:
             converter.target_spec.supported_ops.append(ops.TFLITE_BUILTINS)
         if float_ops:
             options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(float_ops))

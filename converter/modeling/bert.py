@@ -10,9 +10,7 @@ from converter.config import ModelConfig
 from converter.errors import ConfigError
 from converter.modeling import names
 from converter.modeling.layers import AddedEmbedding, AttentionCore, AttentionMaskBias, MaskedMeanPooling
-
-INPUT_NAMES = ("input_ids", "attention_mask")
-OUTPUT_NAME = "logits"
+from device_runtime.format import INPUT_DTYPE, INPUT_NAMES, OUTPUT_NAME  # the bundle contract; tests import them from here
 
 
 def _init(cfg: ModelConfig):
@@ -48,8 +46,8 @@ def encoder_block(x, bias, cfg: ModelConfig, i: int):
 def build_classifier(cfg: ModelConfig, name: str = "bert_classifier") -> keras.Model:
     """Inputs input_ids, attention_mask: int32 (batch, max_seq_len). Output logits (batch, num_labels)."""
     seq = cfg.max_seq_len
-    input_ids = keras.Input((seq,), dtype="int32", name=INPUT_NAMES[0])
-    mask = keras.Input((seq,), dtype="int32", name=INPUT_NAMES[1])
+    input_ids = keras.Input((seq,), dtype=INPUT_DTYPE, name=INPUT_NAMES[0])
+    mask = keras.Input((seq,), dtype=INPUT_DTYPE, name=INPUT_NAMES[1])
 
     width = cfg.embedding_rank or cfg.hidden_size
     x = keras.layers.Embedding(cfg.vocab_size, width, embeddings_initializer=_init(cfg),

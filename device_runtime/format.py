@@ -1,0 +1,73 @@
+"""The bundle contract: the names the converter writes and the device runtime reads (file names,
+model input/output names, quantizations, manifest keys). Standard library only."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+MANIFEST = "manifest.json"
+VOCAB_FILE = "vocab.txt"
+FORMAT_VERSION = 1
+
+INPUT_IDS, ATTENTION_MASK = INPUT_NAMES = ("input_ids", "attention_mask")
+INPUT_DTYPE = "int32"
+OUTPUT_NAME = "logits"
+
+
+class Quantization(str, Enum):
+    """How a .tflite file is quantized; the value is what the manifest and the file names say."""
+
+    FLOAT32 = "float32"
+    DYNAMIC = "dynamic"
+    FLOAT16 = "float16"
+    INT8 = "int8"
+    INT16X8 = "int16x8"
+
+    def __str__(self) -> str:  # f-strings and file names give the value, not "Quantization.INT8"
+        return self.value
+
+    __format__ = str.__format__
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Full-integer files need real calibration inputs for their activation ranges."""
+        return self in (Quantization.INT8, Quantization.INT16X8)
+
+
+QUANTIZATIONS = tuple(q.value for q in Quantization)
+
+
+def needs_calibration(quantization: str) -> bool:
+    """For a quantization name or member: int8 and int16x8 need calibration inputs."""
+    return Quantization(quantization).needs_calibration
+
+
+# Manifest keys, top level.
+KEY_FORMAT_VERSION = "format_version"
+KEY_LABELS = "labels"
+KEY_SEQ_LEN = "seq_len"
+KEY_VOCAB = "vocab"
+KEY_VOCAB_SHA256 = "vocab_sha256"
+KEY_DO_LOWER_CASE = "do_lower_case"
+KEY_INPUT_NAMES = "input_names"
+KEY_INPUT_DTYPE = "input_dtype"
+KEY_OUTPUT_NAME = "output_name"
+KEY_MODELS = "models"
+# Keys of one `models` entry (seq_len too, when the entry's length differs from the bundle's).
+KEY_NAME = "name"
+KEY_FILE = "file"
+KEY_SHA256 = "sha256"
+KEY_BYTES = "bytes"
+KEY_QUANTIZATION = "quantization"
+KEY_BUCKETS = "buckets"
+KEY_ID_MAP_FILE = "id_map_file"
+KEY_ID_MAP_SHA256 = "id_map_sha256"
+FILE_KEY_SUFFIX = "_file"  # every entry key ending in it names an extra file the entry needs
+
+REQUIRED_KEYS = (KEY_LABELS, KEY_SEQ_LEN, KEY_VOCAB, KEY_VOCAB_SHA256, KEY_DO_LOWER_CASE, KEY_MODELS)
+REQUIRED_MODEL_KEYS = (KEY_NAME, KEY_FILE, KEY_SHA256, KEY_BYTES, KEY_QUANTIZATION)
+
+
+def bucket_key(seq_len: int) -> str:
+    """The entry key naming the .tflite file of one length bucket: bucket_{seq_len}_file."""
+    return f"bucket_{seq_len}{FILE_KEY_SUFFIX}"
