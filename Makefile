@@ -43,7 +43,7 @@ export: install ## export a fine-tuned checkpoint without training (ARGS="--chec
 	$(PY) -m converter export --out $(OUT) $(ARGS)
 
 results: install ## regenerate docs/results.md from benchmarks/results/*.json
-	$(PY) -m benchmarks.results
+	$(PY) -m benchmarks.results_doc
 
 clean: ## remove dist/ and work/ (keeps .venv)
 	rm -rf $(OUT) work
