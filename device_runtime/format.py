@@ -42,30 +42,32 @@ def needs_calibration(quantization: str) -> bool:
     return Quantization(quantization).needs_calibration
 
 
-# Manifest keys, top level.
-KEY_FORMAT_VERSION = "format_version"
-KEY_LABELS = "labels"
-KEY_SEQ_LEN = "seq_len"
-KEY_VOCAB = "vocab"
-KEY_VOCAB_SHA256 = "vocab_sha256"
-KEY_DO_LOWER_CASE = "do_lower_case"
-KEY_INPUT_NAMES = "input_names"
-KEY_INPUT_DTYPE = "input_dtype"
-KEY_OUTPUT_NAME = "output_name"
-KEY_MODELS = "models"
-# Keys of one `models` entry (seq_len too, when the entry's length differs from the bundle's).
-KEY_NAME = "name"
-KEY_FILE = "file"
-KEY_SHA256 = "sha256"
-KEY_BYTES = "bytes"
-KEY_QUANTIZATION = "quantization"
-KEY_BUCKETS = "buckets"
-KEY_ID_MAP_FILE = "id_map_file"
-KEY_ID_MAP_SHA256 = "id_map_sha256"
-FILE_KEY_SUFFIX = "_file"  # every entry key ending in it names an extra file the entry needs
+class Key:
+    """Manifest keys: the top level, then those of one `models` entry (which may carry its own seq_len)."""
 
-REQUIRED_KEYS = (KEY_LABELS, KEY_SEQ_LEN, KEY_VOCAB, KEY_VOCAB_SHA256, KEY_DO_LOWER_CASE, KEY_MODELS)
-REQUIRED_MODEL_KEYS = (KEY_NAME, KEY_FILE, KEY_SHA256, KEY_BYTES, KEY_QUANTIZATION)
+    FORMAT_VERSION = "format_version"
+    LABELS = "labels"
+    SEQ_LEN = "seq_len"
+    VOCAB = "vocab"
+    VOCAB_SHA256 = "vocab_sha256"
+    DO_LOWER_CASE = "do_lower_case"
+    INPUT_NAMES = "input_names"
+    INPUT_DTYPE = "input_dtype"
+    OUTPUT_NAME = "output_name"
+    MODELS = "models"
+    NAME = "name"
+    FILE = "file"
+    SHA256 = "sha256"
+    BYTES = "bytes"
+    QUANTIZATION = "quantization"
+    BUCKETS = "buckets"
+    ID_MAP_FILE = "id_map_file"
+    ID_MAP_SHA256 = "id_map_sha256"
+
+
+FILE_KEY_SUFFIX = "_file"  # every entry key ending in it names an extra file the entry needs
+REQUIRED_KEYS = (Key.LABELS, Key.SEQ_LEN, Key.VOCAB, Key.VOCAB_SHA256, Key.DO_LOWER_CASE, Key.MODELS)
+REQUIRED_MODEL_KEYS = (Key.NAME, Key.FILE, Key.SHA256, Key.BYTES, Key.QUANTIZATION)
 
 
 def bucket_key(seq_len: int) -> str:

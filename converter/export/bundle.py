@@ -11,9 +11,7 @@ from pathlib import Path
 
 from converter.config import ModelConfig
 from device_runtime.bundle import extra_files, sha256_of
-
-MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+from device_runtime.format import FORMAT_VERSION, INPUT_DTYPE, INPUT_NAMES, MANIFEST, OUTPUT_NAME, VOCAB_FILE, Key
 
 
 def arch_of(cfg: ModelConfig) -> dict:
@@ -31,8 +29,8 @@ def arch_of(cfg: ModelConfig) -> dict:
 
 def model_entry(name: str, tflite: Path, quantization: str, cfg: ModelConfig, metrics: dict, **extra) -> dict:
     """A manifest `models` item; `file`, `sha256` and `bytes` are filled in when the bundle is written."""
-    return {"name": name, "file": f"{name}.tflite", "source": str(tflite), "quantization": quantization,
-            "seq_len": cfg.max_seq_len, "arch": arch_of(cfg), "metrics": metrics, **extra}
+    return {Key.NAME: name, Key.FILE: f"{name}.tflite", "source": str(tflite), Key.QUANTIZATION: quantization,
+            Key.SEQ_LEN: cfg.max_seq_len, "arch": arch_of(cfg), "metrics": metrics, **extra}
 
 
 def read_manifest(out_dir: Path) -> dict | None:
@@ -78,10 +76,10 @@ def write_bundle(out_dir: Path, entries: list[dict], vocab: Path, labels, seq_le
             shutil.copyfile(source, staging / entry["file"])
             entry.update(sha256=sha256_of(staging / entry["file"]), bytes=(staging / entry["file"]).stat().st_size)
             models.append(entry)
-        manifest = {"format_version": FORMAT_VERSION, "labels": list(labels), "seq_len": seq_len,
-                    "vocab": "vocab.txt", "vocab_sha256": vocab_sha, "do_lower_case": do_lower_case,
-                    "input_names": ["input_ids", "attention_mask"], "input_dtype": "int32", "output_name": "logits",
-                    "models": models}
+        manifest = {Key.FORMAT_VERSION: FORMAT_VERSION, Key.LABELS: list(labels), Key.SEQ_LEN: seq_len,
+                    Key.VOCAB: VOCAB_FILE, Key.VOCAB_SHA256: vocab_sha, Key.DO_LOWER_CASE: do_lower_case,
+                    Key.INPUT_NAMES: list(INPUT_NAMES), Key.INPUT_DTYPE: INPUT_DTYPE, Key.OUTPUT_NAME: OUTPUT_NAME,
+                    Key.MODELS: models}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _swap_in(staging, out_dir)
     except BaseException:
