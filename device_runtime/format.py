@@ -31,15 +31,16 @@ class Quantization(str, Enum):
     @property
     def needs_calibration(self) -> bool:
         """Full-integer files need real calibration inputs for their activation ranges."""
-        return self in (Quantization.INT8, Quantization.INT16X8)
+        return self in CALIBRATED
 
 
 QUANTIZATIONS = tuple(q.value for q in Quantization)
+CALIBRATED = (Quantization.INT8, Quantization.INT16X8)
 
 
 def needs_calibration(quantization: str) -> bool:
-    """For a quantization name or member: int8 and int16x8 need calibration inputs."""
-    return Quantization(quantization).needs_calibration
+    """For a quantization name or member: int8 and int16x8 need calibration inputs (unknown names: False)."""
+    return quantization in CALIBRATED
 
 
 class Key:

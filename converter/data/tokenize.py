@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from converter.errors import MissingFileError
-from converter.modeling.bert import INPUT_NAMES
+from device_runtime.format import INPUT_NAMES
 
 
 def tokenizer_settings(folder: Path) -> dict:

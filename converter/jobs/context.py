@@ -18,6 +18,7 @@ from converter.export.bundle import model_entry
 from converter.export.stats import encoder_sparsity, gzip_bytes
 from converter.export.tflite import export_tflite, tflite_logits
 from converter.modeling import hf_weights as ck
+from device_runtime.format import Key, Quantization, needs_calibration
 from device_runtime.metrics import classification_metrics
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def export_variants(model, model_cfg: ModelConfig, prefix: str, ctx: Context, cf
     entries = []
     for quantization in quantizations or cfg.export.quantizations:
         name = f"{prefix}-{quantization}"
-        if quantization in ("int8", "int16x8") and calibration is None:
+        if needs_calibration(quantization) and calibration is None:
             print(f"{name}: skipped (full integer quantization needs calibration sentences)", flush=True)
             continue
         print(f"{name}: converting ...", flush=True)
@@ -92,7 +93,7 @@ def export_variants(model, model_cfg: ModelConfig, prefix: str, ctx: Context, cf
         metrics = {}
         if test is not None:
             logits = tflite_logits(path, test.inputs)
-            if quantization == "float32":
+            if quantization == Quantization.FLOAT32:
                 _check_float_parity(model, test, logits, cfg.export.float_parity_atol, path)
             metrics = split_metrics(logits, test, labels)
             print(f"{name}: {path.stat().st_size / 1e6:.1f} MB, test accuracy {metrics['test']['accuracy']:.4f}", flush=True)
@@ -130,11 +131,11 @@ def teacher_pooling(cfg: KitConfig, folder: Path) -> str:
 def format_table(manifest: dict) -> str:
     """One row per model: MB, gzip MB, encoder sparsity, test accuracy, macro-F1, AllAgree accuracy."""
     lines = [f"{'variant':<30} {'MB':>7} {'gzip MB':>8} {'sparsity':>8} {'test acc':>9} {'macro-F1':>9} {'AllAgree':>9}"]
-    for entry in manifest["models"]:
+    for entry in manifest[Key.MODELS]:
         test = entry["metrics"].get("test", {})
         agree = entry["metrics"].get("test_allagree", {})
         fmt = lambda d, k: f"{d[k]:.4f}" if k in d else "-"  # noqa: E731
-        lines.append(f"{entry['name']:<30} {entry['bytes'] / 1e6:>7.2f} {entry.get('gzip_bytes', 0) / 1e6:>8.2f} "
+        lines.append(f"{entry[Key.NAME]:<30} {entry[Key.BYTES] / 1e6:>7.2f} {entry.get('gzip_bytes', 0) / 1e6:>8.2f} "
                      f"{entry.get('sparsity', 0):>8.3f} {fmt(test, 'accuracy'):>9} {fmt(test, 'macro_f1'):>9} "
                      f"{fmt(agree, 'accuracy'):>9}")
     return "\n".join(lines)
