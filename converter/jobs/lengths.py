@@ -15,6 +15,7 @@ from converter.errors import ConfigError
 from converter.export.bundle import model_entry, write_bundle
 from converter.export.tflite import export_tflite
 from converter.jobs.compression import load_trained, teacher_config
+from device_runtime.format import INPUT_NAMES, MANIFEST, Key, needs_calibration
 from device_runtime.tokenizer import WordPieceTokenizer
 
 
@@ -32,20 +33,21 @@ def _source_model(cfg: KitConfig, name: str, seq_len: int):
 def export_at_length(bundle: Path, work: Path, seq_len: int, names: list[str], cfg: KitConfig | None = None) -> Path:
     """Export `names` (same quantization, same weights) at seq_len into work/bundle-<seq_len>/."""
     cfg = cfg or replace(KitConfig(), work_dir=str(work))
-    manifest = json.loads((Path(bundle) / "manifest.json").read_text())
-    by_name = {m["name"]: m for m in manifest["models"]}
+    manifest = json.loads((Path(bundle) / MANIFEST).read_text())
+    by_name = {m[Key.NAME]: m for m in manifest[Key.MODELS]}
     entries = []
     for name in names:
-        quantization = by_name[name]["quantization"]
+        quantization = by_name[name][Key.QUANTIZATION]
         model, model_cfg = _source_model(cfg, name, seq_len)
         calibration = None
-        if quantization in ("int8", "int16x8"):
+        if needs_calibration(quantization):
             calibration = _calibration(cfg, bundle, manifest, seq_len)
         float_ops = tuple(by_name[name].get("float_ops", ()))
         path = export_tflite(model, seq_len, quantization, work / f"long-{seq_len}" / f"{name}.tflite", calibration, float_ops)
         entries.append(model_entry(name, path, quantization, model_cfg, {}))
     out = work / f"bundle-{seq_len}"
-    write_bundle(out, entries, Path(bundle) / manifest["vocab"], LABELS, seq_len, manifest["do_lower_case"], keep_existing=False)
+    write_bundle(out, entries, Path(bundle) / manifest[Key.VOCAB], LABELS, seq_len, manifest[Key.DO_LOWER_CASE],
+                 keep_existing=False)
     return out
 
 
@@ -53,6 +55,6 @@ def _calibration(cfg: KitConfig, bundle: Path, manifest: dict, seq_len: int):
     """Real training sentences for full-integer calibration, tokenized with the bundle's vocab."""
 
     texts = load_splits(cfg.data)["train"].texts[: cfg.export.num_calibration_examples]
-    tok = WordPieceTokenizer(Path(bundle) / manifest["vocab"], lowercase=manifest["do_lower_case"])
+    tok = WordPieceTokenizer(Path(bundle) / manifest[Key.VOCAB], lowercase=manifest[Key.DO_LOWER_CASE])
     rows = [tok.encode(text, seq_len) for text in texts]
-    return {k: np.concatenate([r[k] for r in rows]) for k in ("input_ids", "attention_mask")}
+    return {k: np.concatenate([r[k] for r in rows]) for k in INPUT_NAMES}
