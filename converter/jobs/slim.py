@@ -20,6 +20,7 @@ from converter.export.stats import encoder_sparsity, gzip_bytes
 from converter.export.tflite import export_tflite
 from converter.jobs.context import Context, Split, export_variants, split_metrics, train_dev
 from converter.modeling.bert import build_classifier
+from device_runtime.format import INPUT_IDS, Key, Quantization, bucket_key, needs_calibration
 from device_runtime.interpreter import TFLiteModel
 from device_runtime.tokenizer import SPECIAL_TOKENS, load_vocab
 from device_runtime.variants import BucketedModel
@@ -36,14 +37,14 @@ def compaction(cfg: KitConfig, ctx: Context, work: Path):
     extra = None
     if cfg.slim.extra_text:
         texts = Path(cfg.slim.extra_text).read_text(encoding="utf-8").splitlines()
-        extra = encode(load_tokenizer(ctx.folder), texts, cfg.model.max_seq_len)["input_ids"]
-    kept = kept_ids(ctx.splits["train"].inputs["input_ids"], [vocab[t] for t in SPECIAL_TOKENS], extra,
+        extra = encode(load_tokenizer(ctx.folder), texts, cfg.model.max_seq_len)[INPUT_IDS]
+    kept = kept_ids(ctx.splits["train"].inputs[INPUT_IDS], [vocab[t] for t in SPECIAL_TOKENS], extra,
                     cfg.slim.extra_top_k, cfg.slim.min_count)
     mapping = id_map(kept, len(vocab), vocab["[UNK]"])
     path = work / "student-compact.idmap.npy"
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, mapping.astype(np.int16 if len(kept) < 2**15 else np.int32))
-    test_ids = ctx.splits["test"].inputs["input_ids"]
+    test_ids = ctx.splits["test"].inputs[INPUT_IDS]
     real = test_ids[(test_ids != vocab["[PAD]"]) & (test_ids != vocab["[UNK]"])]
     stats = {"kept_ids": int(len(kept)), "vocab_size": len(vocab),
              "test_tokens_to_unk": float(np.mean(mapping[real] == mapping[vocab["[UNK]"]]))}
@@ -51,7 +52,7 @@ def compaction(cfg: KitConfig, ctx: Context, work: Path):
 
 
 def _map_fields(path: Path, kept) -> dict:
-    return {"id_map_file": path.name, "id_map_sha256": sha256_of(path), "kept_ids": int(len(kept)),
+    return {Key.ID_MAP_FILE: path.name, Key.ID_MAP_SHA256: sha256_of(path), "kept_ids": int(len(kept)),
             "extra_sources": {path.name: str(path)}}
 
 
@@ -81,7 +82,7 @@ def export_buckets(model, model_cfg: ModelConfig, name: str, cfg: KitConfig, ctx
     calibration = ctx.splits["train"].data.texts[: cfg.export.num_calibration_examples]
     paths = {}
     for length in bucket_lengths(cfg.slim.buckets, model_cfg.max_seq_len, model_cfg.max_position_embeddings):
-        cal = map_inputs(encode(tokenizer, calibration, length), mapping) if quantization in ("int8", "int16x8") else None
+        cal = map_inputs(encode(tokenizer, calibration, length), mapping) if needs_calibration(quantization) else None
         paths[length] = export_tflite(at_length(model, model_cfg, length, BUCKET_MASK_BIAS), length, quantization,
                                       folder / f"{name}-{length}.tflite", cal, cfg.export.float_ops(quantization))
     longest = max(paths)
@@ -143,7 +144,7 @@ def slim_model(cfg: KitConfig, ctx: Context, mctx: Context, teacher, teacher_cfg
     positions = max(bucket_lengths(cfg.slim.buckets, slim_cfg.max_seq_len, slim_cfg.max_position_embeddings))
     weights = None
     if cfg.slim.embedding_weights == "counts":
-        counts = np.bincount(ctx.splits["train"].inputs["input_ids"].reshape(-1), minlength=len(mapping))
+        counts = np.bincount(ctx.splits["train"].inputs[INPUT_IDS].reshape(-1), minlength=len(mapping))
         weights = counts[kept] + 1.0
     if cfg.slim.embedding_rank:  # 0: the compact table stays full width (a point on the size curve)
         slim, slim_cfg = factorize_embeddings(slim, slim_cfg, cfg.slim.embedding_rank, positions, weights)
@@ -175,7 +176,7 @@ def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, st
     map_fields = _map_fields(map_path, kept)
     mapped_calibration = map_inputs(calibration, mapping)
     compact, compact_cfg = compact_model(student, student_cfg, kept)
-    entries = export_variants(compact, compact_cfg, "student-compact", mctx, cfg, ("int8",), mapped_calibration,
+    entries = export_variants(compact, compact_cfg, "student-compact", mctx, cfg, (Quantization.INT8,), mapped_calibration,
                               **map_fields)
     dev, mdev = ctx.splits["dev"], mctx.splits["dev"]
     for key, model, split in (("dev_before", student, dev), ("dev_after", compact, mdev)):
@@ -187,7 +188,7 @@ def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, st
     small, small_cfg, report["structured"] = structured_student(
         cfg, ctx, teacher, teacher_cfg, student, student_cfg, scores, cfg.slim.keep_heads, cfg.slim.keep_ffn,
         "student_structured", resume)
-    entries += export_variants(small, small_cfg, "student-structured", ctx, cfg, ("int8",), calibration)
+    entries += export_variants(small, small_cfg, "student-structured", ctx, cfg, (Quantization.INT8,), calibration)
     if (cfg.slim.slim_keep_heads, cfg.slim.slim_keep_ffn) != (cfg.slim.keep_heads, cfg.slim.keep_ffn):
         small, small_cfg, report["slim_structured"] = structured_student(
             cfg, ctx, teacher, teacher_cfg, student, student_cfg, scores, cfg.slim.slim_keep_heads,
@@ -195,7 +196,7 @@ def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, st
 
     slim, slim_cfg, report["slim"] = slim_model(cfg, ctx, mctx, teacher, teacher_cfg, small, small_cfg, kept, mapping,
                                                 Path(cfg.work_dir) / "student_slim", resume)
-    entries += export_variants(slim, slim_cfg, "student-slim", mctx, cfg, ("int8",), mapped_calibration, **map_fields)
+    entries += export_variants(slim, slim_cfg, "student-slim", mctx, cfg, (Quantization.INT8,), mapped_calibration, **map_fields)
     # What a device needs for this one model (the manifest comes on top: ~1 KB per entry).
     report["slim"]["bundle_bytes_without_manifest"] = sum(
         Path(p).stat().st_size for p in (entries[-1]["source"], ctx.vocab, map_path))
@@ -204,12 +205,12 @@ def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, st
     paths, report["buckets"] = export_buckets(slim, slim_cfg, f"student-slim-{quantization}", cfg, mctx, mapping, work)
     main = paths[cfg.model.max_seq_len]
     others = {length: path for length, path in paths.items() if path != main}
-    buckets = {f"bucket_{length}_file": path.name for length, path in others.items()}
+    buckets = {bucket_key(length): path.name for length, path in others.items()}
     fields = {**map_fields, "extra_sources": {**map_fields["extra_sources"],
                                               **{path.name: str(path) for path in others.values()}}}
     entry = model_entry(f"student-slim-{quantization}", main, quantization, slim_cfg, report["buckets"]["metrics"],
                         buckets=list(paths), float_ops=list(cfg.export.float_ops(quantization)),
                         sparsity=round(encoder_sparsity(main), 4), gzip_bytes=gzip_bytes(main), **buckets, **fields)
-    entry[f"bucket_{cfg.model.max_seq_len}_file"] = entry["file"]  # the seq_len bucket is the entry's own file
+    entry[bucket_key(cfg.model.max_seq_len)] = entry[Key.FILE]  # the seq_len bucket is the entry's own file
     entries.append(entry)
     return entries, report
