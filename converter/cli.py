@@ -28,15 +28,16 @@ def _config(checkpoint: str, data: Path | None, out: Path, work_dir: Path, seq_l
 
 
 def _run(job, *args):
-    """Run a job; known errors become one line on stderr and exit code 1."""
-    from converter.data.splits import DataError
-    from converter.modeling.hf_weights import CheckpointError
-    from device_runtime.interpreter import ModelLoadError
+    """Run a job; the kit's deliberate errors become one line on stderr and exit code 1.
+
+    Anything else (a plain ValueError, KeyError, ...) is a bug and propagates with its traceback."""
+    from converter.errors import KitError
+    from device_runtime.errors import BundleInputError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return job(*args)
-    except (CheckpointError, DataError, ModelLoadError, FileNotFoundError, ValueError) as err:
+    except (KitError, BundleInputError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None
 

@@ -2,9 +2,11 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from converter.cli import app
+from converter.errors import ConfigError
 from converter.export.bundle import read_manifest, write_bundle
 from converter.export.stats import encoder_sparsity
 from tests.helpers import TINY_BERT, write_split
@@ -79,3 +81,45 @@ def test_convert_starts_a_fresh_bundle(tmp_path):
     assert result.exit_code == 0, result.output
     names = {m["name"] for m in read_manifest(tmp_path / "dist")["models"]}
     assert names == {"teacher-float32", "teacher-dynamic", "teacher-float16", "teacher-int8"}
+
+
+def _export_args(tmp_path):
+    return ["export", "--checkpoint", str(TINY_BERT), "--out", str(tmp_path / "dist"), "--work-dir", str(tmp_path / "w")]
+
+
+@pytest.mark.parametrize("bug", [ValueError("a bug, not a user error"), KeyError("missing_key")])
+def test_a_bug_in_a_job_keeps_its_traceback(tmp_path, monkeypatch, bug):
+    from converter.jobs import convert as jobs
+
+    def broken(*args):
+        raise bug
+
+    monkeypatch.setattr(jobs, "run_export", broken)
+    result = runner.invoke(app, _export_args(tmp_path))
+    assert result.exception is bug and "error:" not in result.output
+
+
+def test_a_kit_error_is_one_line_and_exit_1(tmp_path, monkeypatch):
+    from converter.jobs import convert as jobs
+
+    def refused(*args):
+        raise ConfigError("qat.target: 'bogus'; expected 'teacher' or 'self'")
+
+    monkeypatch.setattr(jobs, "run_export", refused)
+    result = runner.invoke(app, _export_args(tmp_path))
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.output.strip().splitlines() == ["error: qat.target: 'bogus'; expected 'teacher' or 'self'"]
+
+
+def test_device_cli_prints_its_errors_and_lets_bugs_through(tmp_path, monkeypatch, capsys):
+    from device_runtime import cli as device_cli
+
+    assert device_cli.main(["verify", "--bundle", str(tmp_path / "none")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "manifest.json: not found" in err and len(err.splitlines()) == 1
+    def broken(args):
+        raise FileNotFoundError("a bug: a path the code built wrong")
+
+    monkeypatch.setattr(device_cli, "cmd_verify", broken)
+    with pytest.raises(FileNotFoundError, match="a bug"):
+        device_cli.main(["verify", "--bundle", str(tmp_path / "none")])
