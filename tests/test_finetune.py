@@ -7,10 +7,11 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from converter.config import with_overrides
+from converter.data.splits import load_splits
 from converter.jobs.context import prepare
 from converter.jobs.convert import train_teacher
 from converter.modeling import hf_weights as ck
-from tests.helpers import TINY_BERT, tiny_config
+from tests.helpers import ROWS, TINY_BERT, tiny_config
 
 
 def _headless_checkpoint(folder):
@@ -35,3 +36,12 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
     first, again, other = _train(tmp_path, "a", 5), _train(tmp_path, "b", 5), _train(tmp_path, "c", 6)
     assert all(np.array_equal(x, y) for x, y in zip(first, again, strict=True))
     assert not all(np.array_equal(x, y) for x, y in zip(first, other, strict=True))
+
+
+def test_prepare_leaves_the_callers_splits_alone(tmp_path):
+    cfg = with_overrides(tiny_config(tmp_path), "finetune", max_train_examples=3)
+    splits = load_splits(cfg.data)
+    given = dict(splits)
+    ctx = prepare(cfg, TINY_BERT, splits)
+    assert len(ctx.splits["train"].data) == 3
+    assert splits == given and splits["train"] is given["train"] and len(splits["train"]) == len(ROWS)

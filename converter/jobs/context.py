@@ -43,7 +43,7 @@ class Context:
 def prepare(cfg: KitConfig, folder: Path, splits: dict[str, Dataset] | None = None) -> Context:
     settings = tokenizer_settings(folder)
     tokenizer = load_tokenizer(folder)
-    splits = load_splits(cfg.data) if splits is None else splits
+    splits = load_splits(cfg.data) if splits is None else dict(splits)  # a copy: the caller's dict stays as it was
     if cfg.finetune.max_train_examples and "train" in splits:
         keep = np.zeros(len(splits["train"]), bool)
         keep[: cfg.finetune.max_train_examples] = True
