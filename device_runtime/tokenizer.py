@@ -6,6 +6,7 @@ punctuation -> greedy longest-match WordPiece with `##` continuations."""
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from pathlib import Path
@@ -13,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from device_runtime.errors import BundleInputError
-from device_runtime.unicode_overrides import OVERRIDES
+from device_runtime.format import ATTENTION_MASK, INPUT_IDS
+from device_runtime.unicode_overrides import RUNS, UNIDATA_VERSION
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 MAX_CHARS_PER_WORD = 100  # the reference tokenizer's max_input_chars_per_word
@@ -25,6 +27,28 @@ _SPECIAL_SPLIT = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS)
 
 class VocabError(BundleInputError, ValueError):
     """vocab.txt is missing, empty or lacks a special token; the message names the file."""
+
+
+class UnicodeTableError(RuntimeError):
+    """unicode_overrides.py was made for another Unicode version than this Python's unicodedata."""
+
+
+REGENERATE = "python tools/make_unicode_overrides.py"
+
+
+@functools.cache
+def _expand_runs() -> dict[int, str]:
+    return {code: kind for kind, spans in RUNS.items() for first, last in spans for code in range(first, last + 1)}
+
+
+def unicode_overrides() -> dict[int, str]:
+    """{code point: space | drop | punct | letter} where the reference's older Unicode tables differ from ours.
+
+    Raises UnicodeTableError unless this Python's Unicode version is the one the table was made for."""
+    if unicodedata.unidata_version != UNIDATA_VERSION:
+        raise UnicodeTableError(f"device_runtime/unicode_overrides.py was made for Unicode {UNIDATA_VERSION}, but this "
+                                f"Python has Unicode {unicodedata.unidata_version}; regenerate it: {REGENERATE}")
+    return _expand_runs()
 
 
 def _is_control(ch: str) -> bool:
@@ -53,12 +77,13 @@ def _strip_and_lower(run: str) -> str:
     return "".join(ch.lower() for ch in run)  # per character, as the reference does (no final sigma)
 
 
-def normalize(text: str, lowercase: bool = True, overrides: dict[int, str] = OVERRIDES) -> str:
+def normalize(text: str, lowercase: bool = True, overrides: dict[int, str] | None = None) -> str:
     """Clean, space out CJK, then (uncased models) strip accents and lowercase.
 
     `overrides` holds code points whose class the reference takes from older Unicode tables;
-    override letters and punctuation pass through unchanged (no NFD, no lowercasing).
+    override letters and punctuation pass through unchanged (no NFD, no lowercasing). Default: unicode_overrides().
     """
+    overrides = unicode_overrides() if overrides is None else overrides
     out, run = [], []
     for ch in text:
         kind = overrides.get(ord(ch))
@@ -78,8 +103,9 @@ def normalize(text: str, lowercase: bool = True, overrides: dict[int, str] = OVE
     return "".join(out)
 
 
-def pre_tokenize(text: str, overrides: dict[int, str] = OVERRIDES) -> list[str]:
+def pre_tokenize(text: str, overrides: dict[int, str] | None = None) -> list[str]:
     """Split on whitespace, then make every punctuation character its own word."""
+    overrides = unicode_overrides() if overrides is None else overrides
     words = []
     for chunk in text.split():
         start = 0
@@ -115,9 +141,10 @@ def load_vocab(path: str | Path) -> dict[str, int]:
 class WordPieceTokenizer:
     """Args: vocab: path to vocab.txt or a token->id dict; lowercase: uncased model (strip accents too)."""
 
-    def __init__(self, vocab, lowercase: bool = True, overrides: dict[int, str] = OVERRIDES):
+    def __init__(self, vocab, lowercase: bool = True, overrides: dict[int, str] | None = None):
         self.vocab = vocab if isinstance(vocab, dict) else load_vocab(vocab)
-        self.lowercase, self.overrides = lowercase, overrides
+        self.lowercase = lowercase
+        self.overrides = unicode_overrides() if overrides is None else overrides
         self.unk_id, self.cls_id = self.vocab["[UNK]"], self.vocab["[CLS]"]
         self.sep_id, self.pad_id = self.vocab["[SEP]"], self.vocab["[PAD]"]
         self._cache: dict[str, list[int]] = {}
@@ -160,9 +187,9 @@ class WordPieceTokenizer:
             ids = ids[: seq_len - 2]
         ids = [self.cls_id] + ids + [self.sep_id]
         if seq_len is None:
-            return {"input_ids": ids, "attention_mask": [1] * len(ids), "truncated": False}
+            return {INPUT_IDS: ids, ATTENTION_MASK: [1] * len(ids), "truncated": False}
         input_ids = np.full((1, seq_len), self.pad_id, np.int32)
         input_ids[0, : len(ids)] = ids
         mask = np.zeros((1, seq_len), np.int32)
         mask[0, : len(ids)] = 1
-        return {"input_ids": input_ids, "attention_mask": mask, "truncated": truncated}
+        return {INPUT_IDS: input_ids, ATTENTION_MASK: mask, "truncated": truncated}

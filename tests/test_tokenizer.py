@@ -2,6 +2,7 @@
 
 import glob
 import json
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from device_runtime.tokenizer import VocabError, WordPieceTokenizer, load_vocab
+from device_runtime.tokenizer import UnicodeTableError, VocabError, WordPieceTokenizer, load_vocab, unicode_overrides
+from device_runtime.unicode_overrides import UNIDATA_VERSION
+from tools import make_unicode_overrides as make_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASE = ROOT.parent / "shared" / "data" / "FinancialPhraseBank-v1.0"
@@ -75,6 +78,30 @@ def test_vocab_errors_name_the_file(tmp_path):
     (tmp_path / "vocab.txt").write_text("[PAD]\nhello\n")
     with pytest.raises(VocabError, match=r"vocab\.txt: missing special tokens"):
         load_vocab(tmp_path / "vocab.txt")
+
+
+def test_unicode_table_file_is_the_generators_rendering():
+    # The stored runs expand to the lookup and compress back to exactly the checked-in file.
+    table = unicode_overrides()
+    assert len(table) == 503 and set(table.values()) == {"drop", "letter", "punct"}
+    assert make_overrides.render(make_overrides.to_runs(table), UNIDATA_VERSION) == make_overrides.OUT.read_text()
+
+
+@pytest.mark.slow
+def test_unicode_table_matches_generator_on_every_code_point(minilm_vocab):
+    classes = make_overrides.classify(minilm_vocab)
+    table = unicode_overrides()
+    assert [c for c in range(0x110000) if table.get(c) != classes.get(c)] == []
+
+
+def test_unicode_version_mismatch_names_both_versions_and_the_command(monkeypatch):
+    monkeypatch.setattr(unicodedata, "unidata_version", "99.0.0")
+    with pytest.raises(UnicodeTableError) as err:
+        WordPieceTokenizer(SMALL)
+    message = str(err.value)
+    assert f"Unicode {UNIDATA_VERSION}" in message and "Unicode 99.0.0" in message
+    assert "python tools/make_unicode_overrides.py" in message and "\n" not in message
+    assert WordPieceTokenizer(SMALL, overrides={}).tokenize_ids("Profit rose.") == [5, 6, 9]  # the generator's path
 
 
 def test_every_phrasebank_sentence_matches_reference(reference, device):
