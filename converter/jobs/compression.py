@@ -27,9 +27,10 @@ from converter.jobs.context import (
 from converter.jobs.slim import run_slim
 from converter.modeling import hf_weights as ck
 from converter.modeling.bert import build_classifier
+from device_runtime.format import Quantization
 
 log = logging.getLogger(__name__)
-STUDENT_QUANTIZATIONS = ("float32", "dynamic", "float16", "int8", "int16x8")
+STUDENT_QUANTIZATIONS = tuple(Quantization)  # the student ships in every quantization
 
 
 def keras_test_metrics(model, ctx: Context) -> dict:
