@@ -14,7 +14,7 @@ from converter.config import ExportConfig, PruneConfig
 from converter.export.tflite import export_tflite, tflite_logits
 from converter.jobs.context import teacher_pooling
 from converter.modeling import hf_weights as ck
-from converter.modeling.bert import build_classifier
+from converter.modeling.bert import build_classifier, encoder_outputs
 from converter.modeling.layers import MaskedMeanPooling
 from tests.helpers import TINY_BERT, tiny_config
 
@@ -35,6 +35,23 @@ def test_masked_mean_is_exact_and_ignores_padding():
     np.testing.assert_allclose(got[1], x[1].mean(0), atol=1e-6)
     x[0, 3:] = 1e6  # padded rows carry anything
     np.testing.assert_allclose(MaskedMeanPooling()([tf.constant(x), tf.constant(mask)]).numpy()[0], got[0], atol=1e-6)
+
+
+def test_mean_pooled_model_is_the_masked_mean_through_pooler_and_classifier(tiny_mean):
+    model, cfg, ref = tiny_mean
+    names = [layer.name for layer in model.layers]
+    assert "pooler_mean" in names and "pooler_cls" not in names
+    inputs = [ref["input_ids"], ref["attention_mask"]]
+    hidden, _ = encoder_outputs(model, cfg.num_layers)(inputs)  # (batch, seq, hidden)
+    mask = ref["attention_mask"].astype(np.float64)[:, :, None]  # (batch, seq, 1)
+    mean = (hidden.numpy() * mask).sum(1) / mask.sum(1)  # (batch, hidden)
+    pooler, bias = model.get_layer("pooler").get_weights()
+    classifier, classifier_bias = model.get_layer("classifier").get_weights()
+    expected = np.tanh(mean @ pooler + bias) @ classifier + classifier_bias
+    assert (ref["attention_mask"] == 0).any()  # padding present, so a plain mean would differ
+    np.testing.assert_allclose(model(inputs).numpy(), expected, atol=1e-5)
+    cls_names = {layer.name for layer in build_classifier(replace(cfg, pooling="cls")).layers}
+    assert "pooler_cls" in cls_names and "pooler_mean" not in cls_names
 
 
 def test_pooling_follows_the_checkpoint():
@@ -76,4 +93,3 @@ def test_work_dir_pooling_is_never_silently_swapped(tmp_path):
     assert teacher_pooling(cfg, TINY_BERT) == "mean"  # auto: what the teacher was trained with
     with pytest.raises(ValueError, match="trained with mean pooling"):
         teacher_pooling(replace(cfg, pooling="cls"), TINY_BERT)
-    assert build_classifier(replace(ck.from_hf_config(ck.read_hf_config(TINY_BERT), 7), pooling="mean")).name
