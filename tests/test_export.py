@@ -2,14 +2,19 @@
 
 import json
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from converter.config import ExportConfig
+from converter.export import bundle
 from converter.export import tflite as ex
+from converter.export.bundle import read_manifest, write_bundle
 from converter.jobs import convert as pipeline
 from converter.modeling.hf_weights import build_from_checkpoint
+from device_runtime.bundle import sha256_of
 from device_runtime.interpreter import ModelLoadError, TFLiteModel
 from tests.helpers import TINY_BERT, tiny_config
 
@@ -108,3 +113,97 @@ def test_export_without_calibration_skips_int8_and_writes_manifest(tmp_path, cap
     assert set(entry["metrics"]) == {"test", "test_allagree"}
     assert entry["bytes"] == (tmp_path / "dist" / entry["file"]).stat().st_size
     assert manifest["labels"] == ["negative", "neutral", "positive"] and manifest["seq_len"] == 7
+
+
+class Killed(BaseException):
+    """kill -9 at a filesystem step: that step and every later one never happen."""
+
+
+def _fake_bundle(tmp_path, out, tag: str, keep_existing=True):
+    """A bundle of two small files through write_bundle (no conversion needed)."""
+    sources = tmp_path / f"src-{tag}"
+    sources.mkdir(exist_ok=True)
+    entries = []
+    for name in ("a", "b"):
+        (sources / f"{name}.tflite").write_bytes(f"{tag} {name}".encode() * 100)
+        entries.append({"name": f"{tag}-{name}", "file": f"{tag}-{name}.tflite", "source": str(sources / f"{name}.tflite"),
+                        "quantization": "float32"})
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\n")
+    return write_bundle(out, entries, vocab, ["negative", "neutral", "positive"], 7, True, keep_existing)
+
+
+def _assert_complete(out, allowed: list[set]):
+    manifest = read_manifest(out)
+    assert manifest is not None, f"{out}: no manifest"
+    assert sha256_of(out / manifest["vocab"]) == manifest["vocab_sha256"]
+    for entry in manifest["models"]:
+        assert sha256_of(out / entry["file"]) == entry["sha256"], entry["file"]
+    assert {e["name"] for e in manifest["models"]} in allowed
+
+
+SWAP_STEPS = [(Path, "rename"), (os, "rename"), (os, "replace"), (bundle.shutil, "rmtree"), (bundle, "_exchange")]
+
+
+def _kill_at(monkeypatch, step: int) -> list:
+    """Patch every filesystem step of the swap; the step-th call (0-based) and all after it raise Killed."""
+    calls = []
+    for owner, name in SWAP_STEPS:
+        real = getattr(owner, name)
+
+        def patched(*args, _real=real, _name=name, **kwargs):
+            calls.append(_name)
+            if len(calls) > step:
+                raise Killed(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, patched)
+    return calls
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "fallback"])
+def test_dist_is_a_complete_bundle_whenever_the_swap_is_killed(tmp_path, monkeypatch, exchange):
+    old, new = {"old-a", "old-b"}, {"old-a", "old-b", "new-a", "new-b"}  # keep_existing: new adds to old
+    if not exchange:
+        monkeypatch.setattr(bundle, "_exchange", lambda a, b: False)
+    for step in range(8):
+        out = tmp_path / f"run{step}" / "dist"
+        out.parent.mkdir()
+        _fake_bundle(tmp_path, out, "old", keep_existing=False)
+        with monkeypatch.context() as patch:
+            calls = _kill_at(patch, step)
+            try:
+                _fake_bundle(tmp_path, out, "new")
+            except Killed:
+                pass
+        if exchange or calls[step:step + 1] != ["rename"] or out.exists():
+            _assert_complete(out, [old, new])  # renameat2: dist/ is never missing
+        bundle.recover_bundle(out)  # what the next run does first
+        _assert_complete(out, [old, new])
+        assert [p.name for p in out.parent.iterdir()] == ["dist"]
+        if len(calls) <= step:  # the swap finished before the step-th call
+            break
+    assert step >= 2
+
+
+def test_write_bundle_restores_a_left_over_old_bundle_and_clears_stale_folders(tmp_path):
+    out = tmp_path / "dist"
+    _fake_bundle(tmp_path, out, "old", keep_existing=False)
+    dead = 2**22 + 12345  # above the default pid_max: no such process
+    out.rename(tmp_path / f".dist.old-{dead}")  # a fallback swap killed between its two renames
+    (tmp_path / f".dist.staging-{dead}").mkdir()
+    (tmp_path / f".dist.staging-{dead}" / "half.tflite").write_bytes(b"x")
+    _fake_bundle(tmp_path, out, "new")
+    _assert_complete(out, [{"old-a", "old-b", "new-a", "new-b"}])
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_exchange_swaps_two_folders(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "x").write_text("a")
+    (tmp_path / "b" / "x").write_text("b")
+    if bundle._exchange(tmp_path / "a", tmp_path / "b"):
+        assert (tmp_path / "a" / "x").read_text() == "b" and (tmp_path / "b" / "x").read_text() == "a"
+    else:
+        assert (tmp_path / "a" / "x").read_text() == "a" and sys.platform != "linux"

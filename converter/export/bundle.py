@@ -1,12 +1,15 @@
 """Assemble dist/: .tflite files, vocab.txt, manifest.json — staged, then swapped in whole.
 
-A failed run leaves the previous bundle exactly as it was; a manifest never names a missing file."""
+A failed or killed run leaves the previous bundle exactly as it was; a manifest never names a missing file."""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from converter.config import ModelConfig
@@ -38,12 +41,85 @@ def read_manifest(out_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+# renameat2(2): AT_FDCWD resolves both paths against the working directory; RENAME_EXCHANGE swaps them.
+AT_FDCWD = -100
+RENAME_EXCHANGE = 2
+NO_EXCHANGE = (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP)  # old kernel, or a filesystem without it
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux renameat2); False where the OS cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a libc without the wrapper (glibc < 2.28, musl)
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in NO_EXCHANGE:
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
 def _swap_in(staging: Path, out_dir: Path) -> None:
+    """Put the complete staging folder at out_dir; at no moment is out_dir missing or half-written.
+
+    Linux: one renameat2(RENAME_EXCHANGE), after which the old bundle sits at the staging path and
+    is removed. Elsewhere the old bundle is renamed to .<name>.old-<pid> and stays until the new one
+    is in place; a run killed between the two renames leaves no out_dir, and recover_bundle (called
+    by every write_bundle first) renames the .old folder back."""
+    if not out_dir.exists():
+        staging.rename(out_dir)  # the first bundle: a plain rename is atomic
+        return
+    if _exchange(staging, out_dir):
+        shutil.rmtree(staging, ignore_errors=True)  # now the old bundle
+        return
     old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-    if out_dir.exists():
-        out_dir.rename(old)
-    staging.rename(out_dir)
+    out_dir.rename(old)
+    try:
+        staging.rename(out_dir)
+    except BaseException:
+        old.rename(out_dir)
+        raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _pid_of(path: Path) -> int | None:
+    tail = path.name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def _is_running(pid: int | None) -> bool:
+    if pid is None or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True
+
+
+def recover_bundle(out_dir: Path) -> None:
+    """Undo what a killed earlier run left beside out_dir.
+
+    Without out_dir, the newest .<name>.old-<pid> folder is the last complete bundle (the fallback
+    swap was killed between its two renames): it is renamed back. Then the .staging-* and .old-*
+    folders of runs that are no longer running are removed."""
+    out_dir = Path(out_dir)
+    if not out_dir.parent.is_dir():
+        return
+    left = [p for p in out_dir.parent.glob(f".{out_dir.name}.*-*") if p.is_dir() and not _is_running(_pid_of(p))]
+    olds = sorted((p for p in left if p.name.startswith(f".{out_dir.name}.old-")), key=lambda p: p.stat().st_mtime)
+    if not out_dir.exists() and olds and (olds[-1] / MANIFEST).is_file():
+        olds.pop().rename(out_dir)
+    for path in left:
+        if path.exists() and path.name.startswith((f".{out_dir.name}.staging-", f".{out_dir.name}.old-")):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def write_bundle(out_dir: Path, entries: list[dict], vocab: Path, labels, seq_len: int,
@@ -54,6 +130,7 @@ def write_bundle(out_dir: Path, entries: list[dict], vocab: Path, labels, seq_le
     (their files are copied over) unless an entry of the same name replaces them.
     """
     out_dir = Path(out_dir)
+    recover_bundle(out_dir)
     staging = out_dir.with_name(f".{out_dir.name}.staging-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
