@@ -1,30 +1,106 @@
-"""`python -m converter`: thin Typer commands; each builds KitConfig, calls one job, prints a summary."""
+"""`python -m converter`: thin Typer commands; each builds KitConfig, calls one job, prints a summary.
+
+Defaults come from KitConfig; the options every command shares are declared once below."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from converter.config import KitConfig, with_overrides
+from converter.config import KitConfig, Pooling, QatTarget, with_overrides
 
-SLIM = KitConfig().slim  # the slim command's defaults
+KIT = KitConfig()  # every default shown by --help
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Host converter: HF BERT -> fine-tuned, compressed TFLite bundle.")
 
+Checkpoint = Annotated[str, typer.Option(help="'minilm' (packaged), a local HF folder, or a hub id")]
+Data = Annotated[Path | None, typer.Option(help="split folder ({train,dev,test}.tsv) or FPB release folder")]
+Out = Annotated[Path, typer.Option(help="bundle folder")]
+WorkDir = Annotated[Path, typer.Option(help="checkpoints and intermediate files")]
+SeqLen = Annotated[int, typer.Option(help="fixed sequence length of the exported models")]
+Resume = Annotated[bool, typer.Option(help="continue an interrupted run from --work-dir")]
+Model = Annotated[str, typer.Option(help="teacher or student")]
+Epochs = Annotated[int | None, typer.Option(help="override the step's epochs (quick runs)")]
+
+
+VERBOSE = {"on": False}  # set by --verbose
+
+
+def quiet_frameworks(verbose: bool = False) -> None:
+    """TensorFlow, absl, CUDA and transformers start-up lines off (before TensorFlow is imported)."""
+    VERBOSE["on"] = verbose
+    if verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ logs: errors too (the CUDA probe's cuInit line)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # "PyTorch was not found": tokenizers only here
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def import_frameworks_quietly() -> None:
+    """Import TensorFlow once with the process's stderr (fd 2) parked: the CUDA probe and oneDNN
+    write lines there before absl's logging starts, which no log level reaches. An import error
+    still raises, with its message."""
+    if VERBOSE["on"] or "tensorflow" in sys.modules:
+        return
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            import tensorflow  # noqa: F401
+            import tf_keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def command(fn):
+    """app.command(), with TensorFlow imported quietly before the command's body imports the jobs."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        import_frameworks_quietly()
+        return fn(*args, **kwargs)
+    return app.command()(run)
+
+
+@app.callback()
+def _options(verbose: Annotated[bool, typer.Option(help="show TensorFlow's and absl's own log lines")] = False):
+    quiet_frameworks(verbose)
+
 
 def _config(checkpoint: str, data: Path | None, out: Path, work_dir: Path, seq_len: int, **finetune) -> KitConfig:
-    cfg = KitConfig(checkpoint=checkpoint, out_dir=str(out), work_dir=str(work_dir))
+    """KitConfig from the shared options; a bad value is one error line, before any model loads."""
+    return _run(_build_config, checkpoint, data, out, work_dir, seq_len, finetune)
+
+
+def _build_config(checkpoint: str, data: Path | None, out: Path, work_dir: Path, seq_len: int, finetune: dict):
+    cfg = dataclasses.replace(KIT, checkpoint=checkpoint, out_dir=str(out), work_dir=str(work_dir))
     cfg = with_overrides(cfg, "model", max_seq_len=seq_len)
     if data is not None:
         cfg = with_overrides(cfg, "data", data_dir=str(data))
     changes = {k: v for k, v in finetune.items() if v is not None}
     return with_overrides(cfg, "finetune", **changes) if changes else cfg
+
+
+def _override(cfg: KitConfig, section: str, **changes) -> KitConfig:
+    """with_overrides, a bad value reported as one error line."""
+    return _run(lambda: with_overrides(cfg, section, **changes))
+
+
+def _with_epochs(cfg: KitConfig, section: str, epochs: int | None, key: str = "train") -> KitConfig:
+    """cfg with one fine-tune schedule's epochs replaced (None: unchanged)."""
+    if epochs is None:
+        return cfg
+    return with_overrides(cfg, section, **{key: dataclasses.replace(getattr(getattr(cfg, section), key), epochs=epochs)})
 
 
 def _run(job, *args):
@@ -42,22 +118,18 @@ def _run(job, *args):
         raise typer.Exit(1) from None
 
 
-@app.command()
+@command
 def convert(
-    checkpoint: str = typer.Option("minilm", help="'minilm' (packaged), a local HF folder, or a hub id"),
-    data: Path | None = typer.Option(None, help="split folder ({train,dev,test}.tsv) or FPB release folder"),
-    out: Path = typer.Option(Path("dist"), help="bundle folder"),
-    work_dir: Path = typer.Option(Path("work"), help="checkpoints and intermediate files"),
-    seq_len: int = typer.Option(64, help="fixed sequence length of the exported models"),
-    epochs: int | None = typer.Option(None), batch_size: int | None = typer.Option(None),
-    learning_rate: float | None = typer.Option(None),
-    seed: int | None = typer.Option(None, help="teacher fine-tuning seed (default: chosen on dev, see README)"),
-    max_train_examples: int | None = typer.Option(None, help="cap training rows (quick runs)"),
-    resume: bool = typer.Option(False, help="continue an interrupted run from work_dir"),
-    teacher_only: bool = typer.Option(False, help="skip distillation, QAT and pruning"),
-    student_layers: int = typer.Option(3, help="encoder layers of the distilled student"),
-    compress_epochs: int | None = typer.Option(None, help="epochs of every compression step (quick runs)"),
-    pooling: str = typer.Option("cls", help="cls, mean, or auto (the checkpoint's: mean for sentence-transformers)"),
+    checkpoint: Checkpoint = KIT.checkpoint, data: Data = None, out: Out = Path(KIT.out_dir),
+    work_dir: WorkDir = Path(KIT.work_dir), seq_len: SeqLen = KIT.model.max_seq_len,
+    epochs: int | None = None, batch_size: int | None = None, learning_rate: float | None = None,
+    seed: Annotated[int | None, typer.Option(help=f"teacher fine-tuning seed (default {KIT.finetune.seed})")] = None,
+    max_train_examples: Annotated[int | None, typer.Option(help="cap training rows (quick runs)")] = None,
+    resume: Resume = False,
+    teacher_only: Annotated[bool, typer.Option(help="skip distillation, QAT and pruning")] = False,
+    student_layers: Annotated[int, typer.Option(help="encoder layers of the distilled student")] = KIT.distill.num_layers,
+    compress_epochs: Annotated[int | None, typer.Option(help="epochs of every compression step (quick runs)")] = None,
+    pooling: Annotated[Pooling, typer.Option(help="auto: the checkpoint's (mean for sentence-transformers)")] = KIT.pooling,
 ):
     """Fine-tune the teacher, distill, prune, QAT; export every variant, evaluate, write the bundle."""
     from converter.jobs.context import format_table
@@ -67,24 +139,21 @@ def convert(
                   learning_rate=learning_rate, max_train_examples=max_train_examples, seed=seed)
     cfg = with_overrides(dataclasses.replace(cfg, compress=not teacher_only, pooling=pooling), "distill",
                          num_layers=student_layers)
+    for section in ("distill", "prune", "qat"):
+        cfg = _with_epochs(cfg, section, compress_epochs)
     if compress_epochs is not None:
-        for section in ("distill", "prune", "qat"):
-            part = getattr(cfg, section)
-            cfg = with_overrides(cfg, section, train=dataclasses.replace(part.train, epochs=compress_epochs))
         cfg = with_overrides(cfg, "qat", student_epochs=compress_epochs)
-    manifest = _run(run_convert, cfg, resume)
-    typer.echo(format_table(manifest))
+    typer.echo(format_table(_run(run_convert, cfg, resume)))
 
 
-@app.command()
+@command
 def export(
-    checkpoint: str = typer.Option(..., help="fine-tuned sequence-classification checkpoint folder"),
-    out: Path = typer.Option(Path("dist"), help="bundle folder"),
-    seq_len: int = typer.Option(64),
-    quantization: str = typer.Option("float32,dynamic,float16,int8", help="comma-separated list"),
-    calibration_data: Path | None = typer.Option(None, help="sentences for full int8 (.tsv/.csv or one per line)"),
-    data: Path | None = typer.Option(None, help="split folder whose test.tsv scores each file"),
-    work_dir: Path = typer.Option(Path("work")),
+    checkpoint: Annotated[str, typer.Option(help="fine-tuned sequence-classification checkpoint folder")],
+    out: Out = Path(KIT.out_dir), seq_len: SeqLen = KIT.model.max_seq_len,
+    quantization: Annotated[str, typer.Option(help="comma-separated list")] = ",".join(KIT.export.quantizations),
+    calibration_data: Annotated[Path | None, typer.Option(help="sentences for full int8 (.tsv/.csv or one per line)")] = None,
+    data: Annotated[Path | None, typer.Option(help="split folder whose test.tsv scores each file")] = None,
+    work_dir: WorkDir = Path(KIT.work_dir),
 ):
     """Export an already fine-tuned checkpoint without training."""
     from converter.jobs.context import format_table
@@ -92,44 +161,41 @@ def export(
 
     cfg = _config(checkpoint, data, out, work_dir, seq_len)
     quantizations = tuple(q.strip() for q in quantization.split(",") if q.strip())
-    manifest = _run(run_export, cfg, quantizations, calibration_data)
-    typer.echo(format_table(manifest))
+    cfg = _override(cfg, "export", quantizations=quantizations)  # validated before the model loads
+    typer.echo(format_table(_run(run_export, cfg, cfg.export.quantizations, calibration_data)))
 
 
-@app.command()
+@command
 def distill(
-    checkpoint: str = typer.Option("minilm", help="the checkpoint convert started from"),
-    data: Path | None = typer.Option(None), out: Path = typer.Option(Path("dist")),
-    work_dir: Path = typer.Option(Path("work")), seq_len: int = typer.Option(64),
-    layers: int = typer.Option(3, help="student encoder layers"),
-    alpha: float = typer.Option(0.1, help="weight of the hard-label loss"), temperature: float = typer.Option(2.0),
-    ablation: bool = typer.Option(False, help="also train on hard labels only (alpha = 1); see `ablation`"),
-    resume: bool = typer.Option(False),
+    checkpoint: Checkpoint = KIT.checkpoint, data: Data = None, out: Out = Path(KIT.out_dir),
+    work_dir: WorkDir = Path(KIT.work_dir), seq_len: SeqLen = KIT.model.max_seq_len,
+    layers: Annotated[int, typer.Option(help="student encoder layers")] = KIT.distill.num_layers,
+    alpha: Annotated[float, typer.Option(help="weight of the hard-label loss")] = KIT.distill.alpha,
+    temperature: float = KIT.distill.temperature,
+    ablation: Annotated[bool, typer.Option(help="also train on hard labels only (alpha = 1); see `ablation`")] = False,
+    resume: Resume = False,
 ):
     """Distill a student from the teacher fine-tuned by `convert` (reads --work-dir, adds to the bundle)."""
     from converter.jobs.compression import run_step
     from converter.jobs.context import format_table
 
-    cfg = with_overrides(_config(checkpoint, data, out, work_dir, seq_len), "distill", num_layers=layers, alpha=alpha,
-                         temperature=temperature, run_ablation=ablation)
+    cfg = _override(_config(checkpoint, data, out, work_dir, seq_len), "distill", num_layers=layers,
+               alpha=alpha, temperature=temperature, run_ablation=ablation)
     typer.echo(format_table(_run(run_step, cfg, "distill", "student", resume)))
 
 
-@app.command()
+@command
 def ablation(
-    checkpoint: str = typer.Option("minilm", help="the checkpoint convert started from"),
-    data: Path | None = typer.Option(None), work_dir: Path = typer.Option(Path("work")),
-    seq_len: int = typer.Option(64), layers: int = typer.Option(3, help="student encoder layers (as distilled)"),
-    epochs: int | None = typer.Option(None, help="student epochs (default: the config's, as convert used)"),
-    resume: bool = typer.Option(False),
+    checkpoint: Checkpoint = KIT.checkpoint, data: Data = None, work_dir: WorkDir = Path(KIT.work_dir),
+    seq_len: SeqLen = KIT.model.max_seq_len,
+    layers: Annotated[int, typer.Option(help="student encoder layers (as distilled)")] = KIT.distill.num_layers,
+    epochs: Epochs = None, resume: Resume = False,
 ):
     """Train the distilled student of --work-dir again on hard labels only (alpha = 1); print both."""
     from converter.jobs.compression import ablation_report
 
-    cfg = with_overrides(_config(checkpoint, data, Path("dist"), work_dir, seq_len), "distill", num_layers=layers)
-    if epochs is not None:
-        cfg = with_overrides(cfg, "distill", train=dataclasses.replace(cfg.distill.train, epochs=epochs))
-    report = _run(ablation_report, cfg, resume)
+    cfg = with_overrides(_config(checkpoint, data, Path(KIT.out_dir), work_dir, seq_len), "distill", num_layers=layers)
+    report = _run(ablation_report, _with_epochs(cfg, "distill", epochs), resume)
     typer.echo(f"{'student (Keras, float)':<38} {'dev acc':>8} {'test acc':>8} {'macro-F1':>8} {'AllAgree':>8}")
     for key, name in (("distilled", f"distilled (alpha {report['alpha']}, T {report['temperature']})"),
                       ("hard_labels", "hard labels only (alpha 1)")):
@@ -139,74 +205,69 @@ def ablation(
     typer.echo(f"written: {Path(work_dir) / 'report_ablation.json'}")
 
 
-@app.command()
+@command
 def prune(
-    checkpoint: str = typer.Option("minilm", help="the checkpoint convert started from"),
-    data: Path | None = typer.Option(None), out: Path = typer.Option(Path("dist")),
-    work_dir: Path = typer.Option(Path("work")), seq_len: int = typer.Option(64),
-    model: str = typer.Option("teacher", help="teacher or student"),
-    target_sparsity: float = typer.Option(0.5, help="0.5, 0.7 or 0.9"), resume: bool = typer.Option(False),
+    checkpoint: Checkpoint = KIT.checkpoint, data: Data = None, out: Out = Path(KIT.out_dir),
+    work_dir: WorkDir = Path(KIT.work_dir), seq_len: SeqLen = KIT.model.max_seq_len, model: Model = "teacher",
+    target_sparsity: float = KIT.prune.target_sparsity, resume: Resume = False,
 ):
     """Magnitude-prune the teacher or student with TF-MOT (student: plus prune-preserving QAT)."""
     from converter.jobs.compression import run_step
     from converter.jobs.context import format_table
 
-    cfg = with_overrides(_config(checkpoint, data, out, work_dir, seq_len), "prune", target_sparsity=target_sparsity)
+    cfg = _override(_config(checkpoint, data, out, work_dir, seq_len), "prune", target_sparsity=target_sparsity)
     typer.echo(format_table(_run(run_step, cfg, "prune", model, resume)))
 
 
-@app.command()
+@command
 def qat(
-    checkpoint: str = typer.Option("minilm", help="the checkpoint convert started from"),
-    data: Path | None = typer.Option(None), out: Path = typer.Option(Path("dist")),
-    work_dir: Path = typer.Option(Path("work")), seq_len: int = typer.Option(64), resume: bool = typer.Option(False),
-    model: str = typer.Option("student", help="student or teacher"),
-    target: str | None = typer.Option(None, help="whose float logits QAT learns: teacher or self (default: config)"),
+    checkpoint: Checkpoint = KIT.checkpoint, data: Data = None, out: Out = Path(KIT.out_dir),
+    work_dir: WorkDir = Path(KIT.work_dir), seq_len: SeqLen = KIT.model.max_seq_len, resume: Resume = False,
+    model: Model = "student",
+    target: Annotated[QatTarget, typer.Option(help="whose float logits QAT learns")] = KIT.qat.target,
 ):
     """Quantization-aware fine-tune of the distilled student (or the teacher), exported as full int8."""
     from converter.jobs.compression import run_step
     from converter.jobs.context import format_table
 
-    cfg = _config(checkpoint, data, out, work_dir, seq_len)
-    if target is not None:
-        cfg = with_overrides(cfg, "qat", target=target)
+    cfg = with_overrides(_config(checkpoint, data, out, work_dir, seq_len), "qat", target=target)
     typer.echo(format_table(_run(run_step, cfg, "qat", model, resume)))
 
 
-@app.command()
+@command
 def slim(
-    checkpoint: str = typer.Option("minilm", help="the checkpoint convert started from"),
-    data: Path | None = typer.Option(None), out: Path = typer.Option(Path("dist")),
-    work_dir: Path = typer.Option(Path("work")), seq_len: int = typer.Option(64),
-    keep_heads: float = typer.Option(SLIM.keep_heads, help="student-structured: share of heads kept per layer"),
-    keep_ffn: float = typer.Option(SLIM.keep_ffn, help="student-structured: share of FFN neurons kept per layer"),
-    slim_keep_heads: float = typer.Option(SLIM.slim_keep_heads, help="student-slim: share of heads kept"),
-    slim_keep_ffn: float = typer.Option(SLIM.slim_keep_ffn, help="student-slim: share of FFN neurons kept"),
-    extra_text: str = typer.Option("", help="unlabeled text whose frequent ids the compact table keeps"),
-    extra_top_k: int = typer.Option(0),
-    min_count: int = typer.Option(SLIM.min_count, help="keep a training id seen this often"),
-    embedding_rank: int = typer.Option(SLIM.embedding_rank, help="rank of the slim model's factorized word table"),
-    embedding_weights: str = typer.Option(SLIM.embedding_weights, help="factorization row weights: counts or none"),
-    unk_copy_prob: float = typer.Option(SLIM.unk_copy_prob, help="slim recovery: [UNK] rate of the extra copy (0 = off)"),
-    bucket_quantization: str = typer.Option(SLIM.bucket_quantization, help="quantization of the length-bucket files"),
-    slim_epochs: int = typer.Option(SLIM.slim_recovery.epochs, help="recovery epochs of the slim model"),
-    resume: bool = typer.Option(False),
+    checkpoint: Checkpoint = KIT.checkpoint, data: Data = None, out: Out = Path(KIT.out_dir),
+    work_dir: WorkDir = Path(KIT.work_dir), seq_len: SeqLen = KIT.model.max_seq_len,
+    keep_heads: Annotated[float, typer.Option(help="student-structured: share of heads kept per layer")] = KIT.slim.keep_heads,
+    keep_ffn: Annotated[float, typer.Option(help="student-structured: share of FFN neurons kept")] = KIT.slim.keep_ffn,
+    slim_keep_heads: Annotated[float, typer.Option(help="student-slim: share of heads kept")] = KIT.slim.slim_keep_heads,
+    slim_keep_ffn: Annotated[float, typer.Option(help="student-slim: share of FFN neurons kept")] = KIT.slim.slim_keep_ffn,
+    extra_text: Annotated[str, typer.Option(help="unlabeled text whose frequent ids the compact table keeps")] = "",
+    extra_top_k: int = KIT.slim.extra_top_k,
+    min_count: Annotated[int, typer.Option(help="keep a training id seen this often")] = KIT.slim.min_count,
+    embedding_rank: Annotated[int, typer.Option(help="rank of the slim model's word table")] = KIT.slim.embedding_rank,
+    embedding_weights: Annotated[str, typer.Option(help="factorization row weights: counts or none")] = str(
+        KIT.slim.embedding_weights),
+    unk_copy_prob: Annotated[float, typer.Option(help="slim recovery: [UNK] rate of the extra copy")] = KIT.slim.unk_copy_prob,
+    bucket_quantization: Annotated[str, typer.Option(help="quantization of the length-bucket files")] = str(
+        KIT.slim.bucket_quantization),
+    slim_epochs: Annotated[int | None, typer.Option(help="recovery epochs of the slim model")] = None,
+    resume: Resume = False,
 ):
     """Compact embeddings, structured pruning and length buckets for the distilled student."""
     from converter.jobs.compression import run_step
     from converter.jobs.context import format_table
 
-    cfg = with_overrides(_config(checkpoint, data, out, work_dir, seq_len), "slim", keep_heads=keep_heads,
-                         keep_ffn=keep_ffn, slim_keep_heads=slim_keep_heads, slim_keep_ffn=slim_keep_ffn,
-                         extra_text=extra_text, extra_top_k=extra_top_k, min_count=min_count,
-                         embedding_rank=embedding_rank, embedding_weights=embedding_weights,
-                         unk_copy_prob=unk_copy_prob, bucket_quantization=bucket_quantization)
-    cfg = with_overrides(cfg, "slim", slim_recovery=dataclasses.replace(cfg.slim.slim_recovery, epochs=slim_epochs))
+    cfg = _override(_config(checkpoint, data, out, work_dir, seq_len), "slim", keep_heads=keep_heads,
+               keep_ffn=keep_ffn, slim_keep_heads=slim_keep_heads, slim_keep_ffn=slim_keep_ffn,
+               extra_text=extra_text, extra_top_k=extra_top_k, min_count=min_count,
+               embedding_rank=embedding_rank, embedding_weights=embedding_weights,
+               unk_copy_prob=unk_copy_prob, bucket_quantization=bucket_quantization)
+    cfg = _with_epochs(cfg, "slim", slim_epochs, key="slim_recovery")
     typer.echo(format_table(_run(run_step, cfg, "slim", "student", resume)))
 
 
 def main():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     app()
 
 

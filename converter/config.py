@@ -1,13 +1,72 @@
-"""One frozen KitConfig holding every number the converter uses.
+"""One frozen KitConfig holding every number the converter uses, validated when it is built.
 
-Tests and the CLI build it as a preset plus overrides (`dataclasses.replace`)."""
+Tests and the CLI build it as a preset plus overrides (`with_overrides`). The geometry of a model
+(ModelConfig) comes from its checkpoint; what a user sets about the model is ModelOptions. Why
+each default is what it is: docs/design.md."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from enum import Enum
+
+from converter.errors import ConfigError
+from device_runtime.format import Quantization
 
 LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
+
+
+class Choice(str, Enum):
+    """A string option with a closed set of values; formats as its value."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+
+class Pooling(Choice):
+    CLS = "cls"  # BERT: the pooler reads the [CLS] row
+    MEAN = "mean"  # masked mean of all rows (sentence-transformers)
+    AUTO = "auto"  # the checkpoint's own: mean when its 1_Pooling/config.json says mean tokens
+
+
+class QatTarget(Choice):
+    TEACHER = "teacher"  # the float teacher's logits
+    SELF = "self"  # the float model being quantized
+
+
+class ActivationRange(Choice):
+    MOVING_AVERAGE = "moving_average"  # TF-MOT's default: moving average of batch min/max
+    ALL_VALUES = "all_values"  # min/max over every batch, as post-training calibration takes
+
+
+class Importance(Choice):
+    MAGNITUDE = "magnitude"  # weight magnitude of a head's / neuron's rows
+    TAYLOR = "taylor"  # |gradient x weight| of the loss
+
+
+class EmbeddingWeights(Choice):
+    NONE = "none"  # plain SVD
+    COUNTS = "counts"  # rows weighted by training token count + 1
+
+
+def _check(section, **choices) -> None:
+    """Turn each named string field into its Choice (ConfigError naming field and allowed values)."""
+    for name, kind in choices.items():
+        value = getattr(section, name)
+        try:
+            object.__setattr__(section, name, kind(value))
+        except ValueError:
+            allowed = ", ".join(member.value for member in kind)
+            raise ConfigError(f"{type(section).__name__}.{name}: {value!r}; choose one of {allowed}") from None
+
+
+def _check_range(section, name: str, low: float, high: float, low_open: bool = False) -> None:
+    value = getattr(section, name)
+    if not (low < value <= high if low_open else low <= value <= high):
+        bound = "(" if low_open else "["
+        raise ConfigError(f"{type(section).__name__}.{name}: {value!r}; must lie in {bound}{low}, {high}]")
 
 
 @dataclass(frozen=True)
@@ -25,9 +84,7 @@ class ModelConfig:
     dropout_rate: float = 0.1
     max_seq_len: int = 64
     num_labels: int = len(LABELS)
-    # Added to attention scores at padded keys. exp(-30) < 1e-13 hides them as well as
-    # BERT's -10000 does in float, but keeps the int8 range of the scores usable.
-    mask_bias: float = -30.0
+    mask_bias: float = -30.0  # see ModelOptions.mask_bias
     # Per-layer widths after structured pruning; empty = num_heads / intermediate_size everywhere.
     heads_per_layer: tuple[int, ...] = ()
     intermediate_per_layer: tuple[int, ...] = ()
@@ -46,6 +103,38 @@ class ModelConfig:
 
     def intermediate(self, i: int) -> int:
         return self.intermediate_per_layer[i] if self.intermediate_per_layer else self.intermediate_size
+
+    def __post_init__(self):
+        if self.pooling not in (Pooling.CLS, Pooling.MEAN):
+            raise ConfigError(f"ModelConfig.pooling: {self.pooling!r}; choose cls or mean")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"ModelConfig: hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}")
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """What the user sets about a model; its geometry comes from the checkpoint (from_hf_config)."""
+
+    max_seq_len: int = 64
+    # Added to attention scores at padded keys. exp(-30) < 1e-13 hides them as well as
+    # BERT's -10000 does in float, but keeps the int8 range of the scores usable.
+    mask_bias: float = -30.0
+    dropout_rate: float | None = None  # None: the checkpoint's hidden_dropout_prob
+
+    def __post_init__(self):
+        if self.max_seq_len < 3:
+            raise ConfigError(f"ModelOptions.max_seq_len: {self.max_seq_len}; needs room for [CLS], a token and [SEP]")
+        if self.mask_bias >= 0:
+            raise ConfigError(f"ModelOptions.mask_bias: {self.mask_bias}; must be negative")
+        if self.dropout_rate is not None:
+            _check_range(self, "dropout_rate", 0.0, 1.0)
+
+    def apply(self, geometry: ModelConfig) -> ModelConfig:
+        """The checkpoint's geometry with these options in force."""
+        changes = {"max_seq_len": self.max_seq_len, "mask_bias": self.mask_bias}
+        if self.dropout_rate is not None:
+            changes["dropout_rate"] = self.dropout_rate
+        return dataclasses.replace(geometry, **changes)
 
 
 BERT_BASE = ModelConfig()
@@ -77,8 +166,14 @@ class FinetuneConfig:
     learning_rate: float = 5e-5
     weight_decay: float = 0.01
     warmup_fraction: float = 0.1
-    seed: int = 42  # best on dev of 42, 1, 2 (scripts/teacher_seeds.py; benchmarks/results/teacher-seeds-*.md)
+    seed: int = 42  # chosen on dev (experiments/teacher_seeds.py)
     max_train_examples: int = 0  # 0 = all; small values make quick smoke runs
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError(f"FinetuneConfig: epochs {self.epochs} and batch_size {self.batch_size} must be >= 1")
+        _check_range(self, "learning_rate", 0.0, 1.0, low_open=True)
+        _check_range(self, "warmup_fraction", 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -89,7 +184,7 @@ class DistillConfig:
     hidden_size: int | None = None
     num_heads: int | None = None
     intermediate_size: int | None = None
-    alpha: float = 0.1  # weight of the hard-label loss; alpha and T chosen on dev (scripts/distill_sweep.py)
+    alpha: float = 0.1  # weight of the hard-label loss; alpha and T chosen on dev (experiments/distill_sweep.py)
     temperature: float = 2.0
     # Also train the same student on hard labels only (alpha = 1) inside convert; off by default,
     # `make ablation` runs it after convert (it doubles the student's training time).
@@ -98,8 +193,14 @@ class DistillConfig:
     augment_copies: int = 0
     augment_mask_prob: float = 0.1
     augment_drop_prob: float = 0.1
-    # 8 epochs: dev 0.8427 (best at epoch 5) vs 0.8344 with 4 (scripts/student_sweep.py --run train.epochs=8).
+    # 8 epochs: chosen on dev (experiments/student_sweep.py).
     train: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(epochs=8, learning_rate=1e-4))
+
+    def __post_init__(self):
+        if self.num_layers < 1:
+            raise ConfigError(f"DistillConfig.num_layers: {self.num_layers}; must be >= 1")
+        _check_range(self, "alpha", 0.0, 1.0)
+        _check_range(self, "temperature", 0.0, 100.0, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -112,6 +213,10 @@ class PruneConfig:
     frequency: int = 10
     train: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(epochs=3, learning_rate=3e-5, warmup_fraction=0.0))
 
+    def __post_init__(self):
+        _check_range(self, "target_sparsity", 0.0, 1.0)
+        _check_range(self, "end_fraction", 0.0, 1.0, low_open=True)
+
 
 @dataclass(frozen=True)
 class QatConfig:
@@ -119,19 +224,19 @@ class QatConfig:
 
     teacher: bool = True  # also QAT the teacher, for when its post-training int8 loses too much
     # Whose float logits the QAT fine-tune learns: "teacher", or "self" (the float model being quantized).
-    target: str = "teacher"
-    # Activation ranges: "moving_average" of batch min/max (TF-MOT's default) or "all_values" (global
-    # min/max, what post-training calibration takes). dropout False: fine-tune without dropout, so the
+    target: QatTarget = QatTarget.TEACHER
+    # Activation ranges (see ActivationRange). dropout False: fine-tune without dropout, so the
     # ranges QAT records are those of inference (dropout scales kept activations by 1 / (1 - rate)).
-    # Chosen on dev (051ceff run's models, 1 epoch): student 0.8468 all_values without dropout vs
-    # 0.8385 TF-MOT's defaults (0.8406 all_values with dropout, 0.8302 moving_average without);
-    # teacher 0.8571 vs 0.8489.
-    activation_range: str = "all_values"
+    # Both chosen on dev.
+    activation_range: ActivationRange = ActivationRange.ALL_VALUES
     dropout: bool = False
     # The schedule of every QAT fine-tune (teacher, prune-preserving), except that the distilled
-    # student's runs student_epochs: its dev accuracy rose 0.8406 / 0.8468 / 0.8489 over epochs 1-3.
+    # student's runs student_epochs (chosen on dev).
     train: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(epochs=1, learning_rate=1e-5, warmup_fraction=0.0))
     student_epochs: int = 3
+
+    def __post_init__(self):
+        _check(self, target=QatTarget, activation_range=ActivationRange)
 
 
 @dataclass(frozen=True)
@@ -139,16 +244,12 @@ class SlimConfig:
     """Beyond the usual toolkit: embedding compaction, structured pruning, length buckets."""
 
     enabled: bool = True
-    # student-structured: fraction of attention heads / feed-forward neurons kept per layer.
-    # 50% / 75%: scripts/structured_sweep.py --importance taylor on 3bb43f7's student, dev accuracy
-    # 75/75 0.8427, 50/75 0.8447, 75/50 0.8427, 50/50 0.8447 (all >= 1.5x but 75/75); the dev tie
-    # between 50/75 and 50/50 goes to the larger model.
+    # student-structured: fraction of attention heads / feed-forward neurons kept per layer
+    # (chosen on dev: experiments/structured_sweep.py).
     keep_heads: float = 0.5
     keep_ffn: float = 0.75
-    # How heads and neurons are ranked: "magnitude" of their weights, or "taylor" (loss gradient x
-    # weight). Taylor, chosen on dev (051ceff's 8-epoch student, 3 recovery epochs): 75/50 dev 0.8427
-    # vs 0.8344 magnitude; 50/50 0.8447 vs 0.8282; the slim model 0.8219 vs 0.8157.
-    importance: str = "taylor"
+    # How heads and neurons are ranked (see Importance); Taylor chosen on dev.
+    importance: Importance = Importance.TAYLOR
     # The slim (5 MB) model is cut further: 75% of heads does not fit the size budget.
     slim_keep_heads: float = 0.5
     slim_keep_ffn: float = 0.5
@@ -158,28 +259,37 @@ class SlimConfig:
     # The slim model (structured + compact): word table factorized to this rank (SVD, then
     # recovered by distillation) and the position table cut to the longest bucket; 0 keeps both whole.
     embedding_rank: int = 160
-    # The factorization's row weights: "counts" (training token count + 1: the best rank-r table for
-    # the tokens that occur) or "none" (plain SVD); unk_copy_prob > 0: the recovery also trains on a
-    # copy of every sentence with wordpieces sent to [UNK] at that rate (0 = off). Chosen on dev with
-    # scripts/slim_sweep.py (3bb43f7's models): counts + 0.05 dev 0.8302, plain SVD 0.8219, counts
-    # alone 0.8178, [UNK] copy alone 0.8199.
-    embedding_weights: str = "counts"
+    # The factorization's row weights (see EmbeddingWeights: counts is the best rank-r table for the
+    # tokens that occur); unk_copy_prob > 0: the recovery also trains on a copy of every sentence
+    # with wordpieces sent to [UNK] at that rate (0 = off). Chosen on dev (experiments/slim_sweep.py).
+    embedding_weights: EmbeddingWeights = EmbeddingWeights.COUNTS
     unk_copy_prob: float = 0.05
     unk_rare_alpha: float = 0.0  # > 0: rare wordpieces go to [UNK] more often in that copy (augment.unk_copy)
     buckets: tuple[int, ...] = (16, 32, 64, 128)
     # Buckets use dynamic-range int8: activations are quantized per token row at run time, so a
     # sentence's real rows compute the same in every bucket. Full int8 calibrates fixed ranges
     # per file, and each length's calibration differs (0.6% of test labels changed).
-    bucket_quantization: str = "dynamic"
+    bucket_quantization: Quantization = Quantization.DYNAMIC
     recovery: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(epochs=3, learning_rate=1e-4))
     slim_recovery: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(epochs=4, learning_rate=1e-4))
+
+    def __post_init__(self):
+        _check(self, importance=Importance, embedding_weights=EmbeddingWeights, bucket_quantization=Quantization)
+        for name in ("keep_heads", "keep_ffn", "slim_keep_heads", "slim_keep_ffn"):
+            _check_range(self, name, 0.0, 1.0, low_open=True)
+        _check_range(self, "unk_copy_prob", 0.0, 1.0)
+        if self.embedding_rank < 0 or self.unk_rare_alpha < 0:
+            raise ConfigError("SlimConfig: embedding_rank and unk_rare_alpha must be >= 0")
+        if not self.buckets or sorted(self.buckets) != list(self.buckets):
+            raise ConfigError(f"SlimConfig.buckets: {self.buckets}; a non-empty increasing tuple of lengths")
 
 
 @dataclass(frozen=True)
 class ExportConfig:
     """TFLite export: which variants, and how full int8 is calibrated."""
 
-    quantizations: tuple[str, ...] = ("float32", "dynamic", "float16", "int8")
+    quantizations: tuple[Quantization, ...] = (Quantization.FLOAT32, Quantization.DYNAMIC, Quantization.FLOAT16,
+                                               Quantization.INT8)
     num_calibration_examples: int = 200
     calibration_seed: int = 7
     float_parity_atol: float = 1e-4
@@ -193,13 +303,20 @@ class ExportConfig:
     # 16x8 quantizes everything it has kernels for; SQUARED_DIFFERENCE has no int16 kernel.
     int16x8_float_ops: tuple[str, ...] = ("SQUARED_DIFFERENCE",)
 
+    def __post_init__(self):
+        try:
+            object.__setattr__(self, "quantizations", tuple(Quantization(q) for q in self.quantizations))
+        except ValueError:
+            allowed = ", ".join(q.value for q in Quantization)
+            raise ConfigError(f"ExportConfig.quantizations: {self.quantizations}; each one of {allowed}") from None
+
     def float_ops(self, quantization: str) -> tuple[str, ...]:
-        return {"int8": self.int8_float_ops, "int16x8": self.int16x8_float_ops}.get(quantization, ())
+        return {Quantization.INT8: self.int8_float_ops, Quantization.INT16X8: self.int16x8_float_ops}.get(quantization, ())
 
 
 @dataclass(frozen=True)
 class KitConfig:
-    model: ModelConfig = field(default_factory=lambda: MINILM_L6)
+    model: ModelOptions = field(default_factory=ModelOptions)
     data: DataConfig = field(default_factory=DataConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
@@ -208,17 +325,19 @@ class KitConfig:
     qat: QatConfig = field(default_factory=QatConfig)
     slim: SlimConfig = field(default_factory=SlimConfig)
     checkpoint: str = "minilm"
-    # Pooling of a freshly fine-tuned head: "cls" / "mean", or "auto": the checkpoint's own (mean
-    # when its sentence-transformers 1_Pooling/config.json says mean tokens, else cls). cls is the
-    # default, chosen on dev: the MiniLM teacher reached 0.857 / 0.851 dev accuracy with cls in two
-    # runs and 0.849 with mean (test: 0.849-0.851 cls, 0.832 mean).
-    pooling: str = "cls"
+    pooling: Pooling = Pooling.CLS  # of a freshly fine-tuned head (see Pooling); cls chosen on dev
     compress: bool = True  # distill, QAT and prune after the teacher (False: teacher only)
     work_dir: str = "work"
     out_dir: str = "dist"
 
+    def __post_init__(self):
+        _check(self, pooling=Pooling)
+
 
 def with_overrides(cfg: KitConfig, section: str, **changes) -> KitConfig:
-    """Return `cfg` with fields of one section replaced; unknown names raise."""
+    """Return `cfg` with fields of one section replaced (validated again); unknown names raise ConfigError."""
     part = getattr(cfg, section)
+    unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(part)})
+    if unknown:
+        raise ConfigError(f"{type(part).__name__} has no field {', '.join(unknown)}")
     return dataclasses.replace(cfg, **{section: dataclasses.replace(part, **changes)})

@@ -50,7 +50,7 @@ def load_trained(cfg: KitConfig, model_cfg: ModelConfig, folder: str):
 
 def teacher_config(cfg: KitConfig) -> ModelConfig:
     folder = ck.resolve_checkpoint(cfg.checkpoint)
-    return ck.from_hf_config(ck.read_hf_config(folder), cfg.model.max_seq_len, teacher_pooling(cfg, folder))
+    return cfg.model.apply(ck.from_hf_config(ck.read_hf_config(folder), cfg.model.max_seq_len, teacher_pooling(cfg, folder)))
 
 
 def trained_teacher(cfg: KitConfig):
@@ -116,8 +116,6 @@ def run_qat(cfg: KitConfig, ctx: Context, model, model_cfg: ModelConfig, calibra
     The target's logits come from the float teacher (cfg.qat.target "teacher") or from the float
     model being quantized ("self": QAT learns to match its own float model, not to learn more).
     For the teacher both are the same."""
-    if cfg.qat.target not in ("teacher", "self"):
-        raise ConfigError(f"qat.target: {cfg.qat.target!r}; expected 'teacher' or 'self'")
     train, dev = train_dev(ctx)
     work = Path(cfg.work_dir) / f"{prefix}_qat"
     source = teacher if cfg.qat.target == "teacher" else model

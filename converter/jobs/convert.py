@@ -21,7 +21,7 @@ def train_teacher(cfg: KitConfig, ctx: Context, resume: bool = False):
     seed_everything(cfg.finetune.seed)  # the fresh classifier head is random: unseeded, every run differed
     pooling = teacher_pooling(cfg, ctx.folder) if resume else ck.resolve_pooling(cfg.pooling, ctx.folder)
     model, model_cfg, _, _ = ck.build_from_checkpoint(cfg.checkpoint, cfg.model.max_seq_len, allow_fresh=ck.HEAD_LAYERS,
-                                                      pooling=pooling)
+                                                      pooling=pooling, options=cfg.model)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "head.json").write_text(json.dumps({"pooling": pooling}) + "\n")
     train, dev = train_dev(ctx)
@@ -62,7 +62,7 @@ def read_calibration_texts(path: Path) -> list[str]:
 
 def run_export(cfg: KitConfig, quantizations, calibration_file: Path | None) -> dict:
     """Export an already fine-tuned sequence-classification checkpoint without training."""
-    model, model_cfg, labels, folder = ck.build_from_checkpoint(cfg.checkpoint, cfg.model.max_seq_len)
+    model, model_cfg, labels, folder = ck.build_from_checkpoint(cfg.checkpoint, cfg.model.max_seq_len, options=cfg.model)
     data_dir = Path(cfg.data.data_dir)
     splits = {"test": load_splits(cfg.data)["test"]} if data_dir.is_dir() else {}
     ctx = prepare(cfg, folder, splits)

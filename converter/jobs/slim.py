@@ -11,10 +11,9 @@ import numpy as np
 from converter.compress.compact import compact_model, factorize_embeddings, id_map, kept_ids, map_inputs
 from converter.compress.distill import distill
 from converter.compress.structured import importance_scores, keep_top, slice_model
-from converter.config import KitConfig, ModelConfig, SlimConfig
+from converter.config import EmbeddingWeights, KitConfig, ModelConfig, SlimConfig
 from converter.data.augment import unk_copy
 from converter.data.tokenize import encode, load_tokenizer
-from converter.errors import ConfigError
 from converter.export.bundle import model_entry, sha256_of
 from converter.export.stats import encoder_sparsity, gzip_bytes
 from converter.export.tflite import export_tflite
@@ -120,7 +119,7 @@ def structured_student(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: Model
     return small, small_cfg, report
 
 
-EMBEDDING_WEIGHTS = ("none", "counts")  # slim.embedding_weights: plain SVD, or rows weighted by training counts
+EMBEDDING_WEIGHTS = tuple(w.value for w in EmbeddingWeights)  # slim.embedding_weights
 
 
 def recovery_rows(slim: SlimConfig, inputs: list[np.ndarray], labels: np.ndarray, unk: int, seed: int):
@@ -138,8 +137,6 @@ def slim_model(cfg: KitConfig, ctx: Context, mctx: Context, teacher, teacher_cfg
     rows weighted by cfg.slim.embedding_weights) and position table cut to the longest bucket (rank
     0: neither), then recovered by distillation on mapped ids (plus an [UNK] copy: recovery_rows)
     -> (model, its ModelConfig, report)."""
-    if cfg.slim.embedding_weights not in EMBEDDING_WEIGHTS:
-        raise ConfigError(f"slim.embedding_weights: {cfg.slim.embedding_weights!r}; expected one of {EMBEDDING_WEIGHTS}")
     slim, slim_cfg = compact_model(small, small_cfg, kept)
     positions = max(bucket_lengths(cfg.slim.buckets, slim_cfg.max_seq_len, slim_cfg.max_position_embeddings))
     weights = None

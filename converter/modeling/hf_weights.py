@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converter.config import LABELS, ModelConfig
+from converter.config import LABELS, ModelConfig, ModelOptions
 from converter.errors import KitError
 from converter.modeling import names
 from converter.modeling.bert import build_classifier
@@ -244,13 +244,17 @@ def load_hf_weights(model, tensors: dict[str, np.ndarray], num_layers: int,
     return fresh
 
 
-def build_from_checkpoint(spec: str, max_seq_len: int, allow_fresh: tuple[str, ...] = (), pooling: str = "cls"):
+def build_from_checkpoint(spec: str, max_seq_len: int, allow_fresh: tuple[str, ...] = (), pooling: str = "cls",
+                          options: ModelOptions | None = None):
     """Resolve, build and load in one call -> (model, ModelConfig, labels, folder).
 
-    pooling: "cls" (a sequence-classification checkpoint's own head), "mean" or "auto"."""
+    pooling: "cls" (a sequence-classification checkpoint's own head), "mean" or "auto";
+    options: the user's model settings (mask bias, dropout), applied to the checkpoint's geometry."""
     folder = resolve_checkpoint(spec)
     hf = read_hf_config(folder)
     cfg = from_hf_config(hf, max_seq_len, resolve_pooling(pooling, folder))
+    if options is not None:
+        cfg = options.apply(cfg)
     model = build_classifier(cfg)
     load_hf_weights(model, read_tensors(folder), cfg.num_layers, allow_fresh)
     return model, cfg, checkpoint_labels(hf), folder
