@@ -9,6 +9,7 @@ import time
 
 from device_runtime.bench import SAMPLE_SENTENCES, peak_memory_mb, summarize, throughput
 from device_runtime.bundle import Bundle
+from device_runtime.format import Key
 from device_runtime.tables import read_table
 
 
@@ -41,8 +42,8 @@ def measure(bundle: Bundle, name: str, threads: int, runs: int, warmup: int, tex
         end = clock()
         tokenize_ns.append(middle - start)
         e2e_ns.append(end - start)
-    return {"status": "ok", "name": name, "quantization": entry["quantization"], "seq_len": seq_len,
-            "file_bytes": entry["bytes"], "sha256": entry["sha256"], "threads": threads, "runs": runs,
+    return {"status": "ok", "name": name, "quantization": entry[Key.QUANTIZATION], "seq_len": seq_len,
+            "file_bytes": entry[Key.BYTES], "sha256": entry[Key.SHA256], "threads": threads, "runs": runs,
             "warmup": warmup, "vocab_load_ms": vocab_ns / 1e6, "init_ms": init_ns / 1e6,
             "first_inference_ms": first_ns / 1e6, "latency_ms": summarize(model_ns),
             "tokenize_ms": summarize(tokenize_ns), "end_to_end_ms": summarize(e2e_ns),

@@ -11,6 +11,7 @@ import numpy as np
 
 from device_runtime.bundle import Bundle, softmax
 from device_runtime.errors import BundleInputError
+from device_runtime.format import ATTENTION_MASK, INPUT_IDS, Key
 from device_runtime.metrics import classification_metrics
 from device_runtime.tables import read_table
 from device_runtime.tokenizer import WordPieceTokenizer
@@ -35,10 +36,10 @@ def cmd_tokenize(args) -> int:
     tokenizer = WordPieceTokenizer(args.vocab, lowercase=not args.cased)
     for text in _texts(args):
         enc = tokenizer.encode(text, args.seq_len)
-        ids, mask = enc["input_ids"], enc["attention_mask"]
+        ids, mask = enc[INPUT_IDS], enc[ATTENTION_MASK]
         if args.seq_len is not None:
             ids, mask = ids[0].tolist(), mask[0].tolist()
-        out = {"input_ids": ids, "attention_mask": mask}
+        out = {INPUT_IDS: ids, ATTENTION_MASK: mask}
         if enc["truncated"]:
             out["truncated"] = True
         print(json.dumps(out))
@@ -62,13 +63,13 @@ def cmd_classify(args) -> int:
     texts = _texts(args)
     probs, truncated = predict_texts(bundle, model, texts, seq_len)
     if not args.json:
-        print(f"model {entry['name']}  ({entry['quantization']}, seq_len {seq_len})")
+        print(f"model {entry[Key.NAME]}  ({entry[Key.QUANTIZATION]}, seq_len {seq_len})")
         print(f"{'label':<9} " + " ".join(f"{name[:8]:>8}" for name in bundle.labels) + "  text")
     for text, p, cut in zip(texts, probs, truncated):
         label = bundle.labels[int(p.argmax())]
         if args.json:
             print(json.dumps({"text": text, "label": label, "probabilities": dict(zip(bundle.labels, map(float, p))),
-                              "truncated": cut, "model": entry["name"]}, ensure_ascii=False))
+                              "truncated": cut, "model": entry[Key.NAME]}, ensure_ascii=False))
         else:
             note = f"  [truncated to {seq_len} tokens]" if cut else ""
             shown = text if len(text) <= 60 else text[:57] + "..."
@@ -82,7 +83,7 @@ def cmd_eval(args) -> int:
     texts, labels, agreement = read_table(args.data, bundle.labels)
     probs, _ = predict_texts(bundle, model, texts, bundle.seq_len_of(entry))
     predictions = probs.argmax(-1)
-    result = {"model": entry["name"], "data": str(args.data),
+    result = {"model": entry[Key.NAME], "data": str(args.data),
               "test": classification_metrics(labels, predictions, len(bundle.labels))}
     if agreement is not None:
         keep = agreement == 100
@@ -91,7 +92,7 @@ def cmd_eval(args) -> int:
         print(json.dumps(result))
         return 0
     test = result["test"]
-    print(f"{entry['name']} on {args.data}: n={test['n']}  accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}")
+    print(f"{entry[Key.NAME]} on {args.data}: n={test['n']}  accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}")
     if "test_allagree" in result:
         agree = result["test_allagree"]
         print(f"AllAgree subset: n={agree['n']}  accuracy {agree['accuracy']:.4f}  macro-F1 {agree['macro_f1']:.4f}")
@@ -106,8 +107,8 @@ def cmd_verify(args) -> int:
     bundle = Bundle(args.bundle)
     problems = bundle.verify()
     for entry in bundle.models:
-        if not any(p.startswith(entry["name"] + ":") for p in problems):
-            print(f"ok  {entry['name']:<28} {entry['bytes'] / 1e6:7.2f} MB  sha256 {entry['sha256'][:12]}")
+        if not any(p.startswith(entry[Key.NAME] + ":") for p in problems):
+            print(f"ok  {entry[Key.NAME]:<28} {entry[Key.BYTES] / 1e6:7.2f} MB  sha256 {entry[Key.SHA256][:12]}")
     for problem in problems:
         print(f"BAD {problem}")
     print(f"{len(bundle.models) - len({p.split(':')[0] for p in problems})}/{len(bundle.models)} models verified")
@@ -145,7 +146,7 @@ def cmd_bench(args) -> int:
     from device_runtime.bench import format_rows, run_bench
 
     bundle = Bundle(args.bundle)
-    names = [m["name"] for m in bundle.models] if args.model == "all" else [bundle.entry(args.model)["name"]]
+    names = [m[Key.NAME] for m in bundle.models] if args.model == "all" else [bundle.entry(args.model)[Key.NAME]]
     try:
         payload = run_bench(Path(args.bundle), names, args.threads, args.runs, args.warmup,
                             Path(args.json) if args.json else None, Path(args.data) if args.data else None)

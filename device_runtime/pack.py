@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from device_runtime.bundle import Bundle, BundleError, extra_files
+from device_runtime.format import MANIFEST, Key
 
 
 def pack(bundle_dir: Path, name: str, out: Path) -> Path:
@@ -17,7 +18,7 @@ def pack(bundle_dir: Path, name: str, out: Path) -> Path:
     entry = bundle.entry(name)
     if out.exists():
         raise BundleError(f"{out}: already exists; pack writes a new folder")
-    files = [entry["file"], bundle.manifest["vocab"], *extra_files(entry).values()]
+    files = [entry[Key.FILE], bundle.manifest[Key.VOCAB], *extra_files(entry).values()]
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -27,8 +28,8 @@ def pack(bundle_dir: Path, name: str, out: Path) -> Path:
             if not source.is_file():
                 raise BundleError(f"{source}: named by {name} but missing")
             shutil.copy2(source, staging / file)
-        manifest = {**bundle.manifest, "models": [entry]}
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        manifest = {**bundle.manifest, Key.MODELS: [entry]}
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         staging.rename(out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

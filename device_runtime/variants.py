@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from device_runtime.format import ATTENTION_MASK, INPUT_IDS
+
 
 class MappedModel:
     """Sends full-vocab input_ids through the entry's id map before the model sees them."""
@@ -13,7 +15,7 @@ class MappedModel:
         self.model, self.id_map = model, id_map
 
     def predict(self, inputs: dict) -> np.ndarray:
-        return self.model.predict({**inputs, "input_ids": self.id_map[np.asarray(inputs["input_ids"])]})
+        return self.model.predict({**inputs, INPUT_IDS: self.id_map[np.asarray(inputs[INPUT_IDS])]})
 
 
 class BucketedModel:
@@ -28,7 +30,7 @@ class BucketedModel:
         return next(length for length in self.models if length >= num_tokens)
 
     def predict(self, inputs: dict) -> np.ndarray:
-        num_tokens = int(np.asarray(inputs["attention_mask"]).sum())
+        num_tokens = int(np.asarray(inputs[ATTENTION_MASK]).sum())
         self.last_bucket = self.bucket_for(num_tokens)
         cut = {k: np.asarray(v)[:, : self.last_bucket] for k, v in inputs.items() if np.ndim(v) == 2}
         return self.models[self.last_bucket].predict(cut)
