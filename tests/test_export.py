@@ -79,6 +79,20 @@ def test_write_atomic_leaves_no_partial_file(tmp_path, monkeypatch):
     assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["model.tflite"]
 
 
+
+@pytest.mark.parametrize("bad", ["garbage", "wrong_shape"])
+def test_an_export_failing_its_check_keeps_the_previous_file(tiny_model, tmp_path, monkeypatch, bad):
+    path = tmp_path / "model.tflite"
+    ex.export_tflite(tiny_model, 7, "float32", path)
+    before = path.read_bytes()
+    one_token, _, _, _ = build_from_checkpoint(str(TINY_BERT), 1)
+    data = b"\x00garbage" * 100 if bad == "garbage" else ex.convert(one_token, 1, "float32")
+    monkeypatch.setattr(ex, "convert", lambda *args, **kwargs: data)
+    with pytest.raises(ModelLoadError, match="model.tflite"):
+        ex.export_tflite(tiny_model, 7, "float32", path)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["model.tflite"]
+
+
 def _snapshot(folder):
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from converter.errors import ConfigError
+from converter.files import write_bytes_atomic
 from device_runtime.format import INPUT_DTYPE, INPUT_NAMES, OUTPUT_NAME, QUANTIZATIONS, Quantization, needs_calibration
-from device_runtime.interpreter import TFLiteModel
+from device_runtime.interpreter import ModelLoadError, TFLiteModel
 
 log = logging.getLogger(__name__)
 
@@ -71,31 +70,25 @@ def convert(model, seq_len: int, quantization: str, calibration: dict[str, np.nd
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename: never a truncated file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, data)
 
 
 def export_tflite(model, seq_len: int, quantization: str, path: Path, calibration=None, float_ops=()) -> Path:
-    """Convert, write atomically, then prove the file's inputs are [1, seq_len] (shape and signature)."""
+    """Convert, prove the new file's inputs are [1, seq_len] (shape and signature), then rename it into place.
+
+    The check runs on a temporary file beside `path`: a file that fails it never replaces the previous export."""
+    path = Path(path)
     data = convert(model, seq_len, quantization, calibration, float_ops)
-    write_atomic(path, data)
-    try:
-        TFLiteModel(path, seq_len=seq_len)
-    except Exception:
-        Path(path).unlink(missing_ok=True)
-        raise
+
+    def check(tmp: Path) -> None:
+        try:
+            TFLiteModel(tmp, seq_len=seq_len)
+        except ModelLoadError as err:  # name the file being exported, not its temporary twin
+            raise ModelLoadError(str(err).replace(str(tmp), str(path))) from None
+
+    write_bytes_atomic(path, data, check)
     log.info("wrote %s (%.1f MB)", path, len(data) / 1e6)
-    return Path(path)
+    return path
 
 
 def tflite_logits(path: Path, inputs: dict[str, np.ndarray], num_threads: int = 2) -> np.ndarray:

@@ -1,0 +1,47 @@
+"""Atomic file writes shared by every package: a temporary file in the same folder, fsync, rename.
+
+Standard library + numpy only, so train/, compress/, export/ and jobs/ can all import it. A reader
+(or a run killed with kill -9) sees the previous file or the new one, never a truncated file."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+
+def write_bytes_atomic(path: Path, data: bytes, check: Callable[[Path], object] | None = None) -> None:
+    """Write `data` to a temporary file beside `path`, fsync, then rename over `path`.
+
+    check: called with the temporary file before the rename; if it raises, `path` is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if check is not None:
+            check(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, obj, indent: int | None = 2) -> None:
+    """json.dumps(obj) plus a final newline, written atomically."""
+    write_bytes_atomic(path, (json.dumps(obj, indent=indent) + "\n").encode())
+
+
+def save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    """np.save to `path` atomically (the name is kept as given: no .npy is appended)."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array))
+    write_bytes_atomic(path, buffer.getvalue())

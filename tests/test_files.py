@@ -1,0 +1,51 @@
+"""converter.files: every write is a temporary file, fsync, rename; a failure leaves the previous file."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from converter import files
+
+
+def _boom(*args):
+    raise OSError("disk full")
+
+
+@pytest.mark.parametrize("write, value", [
+    (files.write_json_atomic, {"pooling": "mean"}),
+    (files.save_npy_atomic, np.arange(6, dtype=np.float32).reshape(2, 3)),
+    (files.write_bytes_atomic, b"new bytes"),
+])
+def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path, monkeypatch, write, value):
+    path = tmp_path / "out.bin"
+    path.write_bytes(b"previous")
+    monkeypatch.setattr(os, "fsync", _boom)
+    with pytest.raises(OSError, match="disk full"):
+        write(path, value)
+    assert path.read_bytes() == b"previous" and os.listdir(tmp_path) == ["out.bin"]
+
+
+def test_written_files_read_back(tmp_path):
+    files.write_json_atomic(tmp_path / "a" / "state.json", {"epoch": 2, "history": [0.5]})
+    assert json.loads((tmp_path / "a" / "state.json").read_text()) == {"epoch": 2, "history": [0.5]}
+    array = np.array([[1, -2], [3, 4]], np.int16)
+    files.save_npy_atomic(tmp_path / "map.npy", array)
+    loaded = np.load(tmp_path / "map.npy")
+    assert loaded.dtype == np.int16 and np.array_equal(loaded, array)
+    assert sorted(os.listdir(tmp_path)) == ["a", "map.npy"]
+
+
+def test_a_failed_check_keeps_the_previous_file(tmp_path):
+    path = tmp_path / "model.tflite"
+    path.write_bytes(b"good")
+    seen = []
+
+    def check(tmp):
+        seen.append(tmp.read_bytes())
+        raise ValueError("not a model")
+
+    with pytest.raises(ValueError, match="not a model"):
+        files.write_bytes_atomic(path, b"bad", check)
+    assert seen == [b"bad"] and path.read_bytes() == b"good" and os.listdir(tmp_path) == ["model.tflite"]
