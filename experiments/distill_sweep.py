@@ -1,6 +1,6 @@
 """Choose the distillation defaults on dev (never test): a small alpha x temperature grid.
 
-    .venv/bin/python -m experiments.distill_sweep [--epochs 3] [--alphas 0.1,0.5] [--temperatures 2,4]
+    python -m experiments.distill_sweep [--epochs 3] [--alphas 0.1,0.5] [--temperatures 2,4]
 Needs the teacher fine-tuned by `make convert` in work/. Prints a table; writes work/distill_sweep.json."""
 
 from __future__ import annotations

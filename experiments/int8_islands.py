@@ -1,7 +1,7 @@
 """Where int8 time and accuracy go: export the fine-tuned teacher as int8 with different sets of
 op types kept float ("float islands"), then time each file (1 thread) and score it on dev.
 
-    .venv/bin/python -m experiments.int8_islands [--work-dir work] [--rows 200] [--runs 50]
+    python -m experiments.int8_islands [--work-dir work] [--rows 200] [--runs 50]
 Prints one row per setting next to float32 and dynamic-range. Needs the teacher from make convert."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The student's QAT recipe on dev: learning rate, epochs, whose logits it learns, the loss's alpha.
 
-    .venv/bin/python -m experiments.qat_sweep [--work-dir work]
+    python -m experiments.qat_sweep [--work-dir work]
         [--variants "lr=1e-05,epochs=3;lr=2e-05,epochs=3,target=self"]
 
 A variant's unnamed keys take make convert's values (KitConfig().qat: lr, student_epochs, target;

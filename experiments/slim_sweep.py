@@ -1,6 +1,6 @@
 """The 5 MB model's embedding choices on dev: rows kept, factorization rank and weighting, recovery lr.
 
-    .venv/bin/python -m experiments.slim_sweep [--work-dir work]
+    python -m experiments.slim_sweep [--work-dir work]
         [--variants "rank=160,weights=none,unk_prob=0;rank=288,min_count=2"]
 
 A variant's unnamed keys take make convert's values (KitConfig().slim: rank, min_count, weights,

@@ -1,6 +1,6 @@
 """Structured pruning trade-off: accuracy vs latency for several keep fractions, one run.
 
-    .venv/bin/python -m experiments.structured_sweep [--work-dir work] [--keep 0.75:0.75,0.5:0.5] [--epochs 3]
+    python -m experiments.structured_sweep [--work-dir work] [--keep 0.75:0.75,0.5:0.5] [--epochs 3]
         [--importance magnitude|taylor]
 
 Needs the teacher and the student from `make convert` in work/. For every heads:ffn pair it

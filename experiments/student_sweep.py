@@ -1,7 +1,7 @@
 """Choose student-training settings on dev (never test): one run per --run, each a set of
 DistillConfig overrides.
 
-    .venv/bin/python -m experiments.student_sweep --run augment_copies=2 --run train.epochs=8
+    python -m experiments.student_sweep --run augment_copies=2 --run train.epochs=8
 Needs the teacher fine-tuned by `make convert` in work/. Prints dev accuracy per run and writes
 work/student_sweep.json."""
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 from converter.compress.distill import distill
@@ -17,19 +17,24 @@ from converter.config import KitConfig
 from converter.data.augment import token_id
 from converter.jobs.compression import trained_teacher
 from converter.jobs.context import train_dev
+from experiments.sweep_variants import parse_variant
+
+# Student widths default to None (the teacher's); a run that sets one gives an int.
+WIDTH_TYPES = {"hidden_size": int, "num_heads": int, "intermediate_size": int}
+
+
+def run_defaults(distill_cfg) -> dict:
+    """The keys a --run may set: DistillConfig's fields, and its FinetuneConfig's as train.<field>."""
+    top = {f.name: getattr(distill_cfg, f.name) for f in fields(distill_cfg) if f.name != "train"}
+    return top | {f"train.{f.name}": getattr(distill_cfg.train, f.name) for f in fields(distill_cfg.train)}
 
 
 def overrides(distill_cfg, spec: str):
     """'augment_copies=2,train.epochs=8' -> DistillConfig with those fields replaced."""
-    for item in filter(None, spec.split(",")):
-        key, value = item.split("=")
-        if key.startswith("train."):
-            field = key.removeprefix("train.")
-            kind = type(getattr(distill_cfg.train, field))
-            distill_cfg = replace(distill_cfg, train=replace(distill_cfg.train, **{field: kind(value)}))
-        else:
-            distill_cfg = replace(distill_cfg, **{key: type(getattr(distill_cfg, key))(value)})
-    return distill_cfg
+    variant = parse_variant(spec, run_defaults(distill_cfg), types=WIDTH_TYPES, flag="--run")
+    train = {key.removeprefix("train."): value for key, value in variant.items() if key.startswith("train.")}
+    top = {key: value for key, value in variant.items() if not key.startswith("train.")}
+    return replace(distill_cfg, **top, train=replace(distill_cfg.train, **train))
 
 
 def main() -> None:

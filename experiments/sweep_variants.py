@@ -1,6 +1,6 @@
 """What the dev sweeps share: `key=value,...` variants over a dict of defaults, the command line,
 a file's accuracy on dev and test, and the results files (benchmarks/results/<name>-<machine>-<date>.{json,md}).
-Imported after the scripts put the project root on sys.path."""
+The sweeps run from the repo root as modules: python -m experiments.NAME."""
 
 from __future__ import annotations
 
@@ -16,18 +16,36 @@ from converter.jobs.context import split_metrics
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
-def parse_variant(text: str, defaults: dict, choices: dict[str, tuple] | None = None) -> dict:
-    """"rank=288,min_count=2" -> `defaults` with those keys replaced (types kept); keys in
-    `choices` must take one of the listed values (checked before any model loads)."""
+def _typed(key: str, value: str, kind, flag: str):
+    if kind is bool:  # bool("False") is True: spell the two values out
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise SystemExit(f"{flag}: {key} takes true or false, not {value!r}")
+        return value.lower() in ("true", "1")
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise SystemExit(f"{flag}: {key}={value!r} is not a valid {getattr(kind, '__name__', kind)}") from None
+
+
+def parse_variant(text: str, defaults: dict, choices: dict[str, tuple] | None = None,
+                  types: dict | None = None, flag: str = "--variants") -> dict:
+    """"rank=288,min_count=2" -> `defaults` with those keys replaced, each value converted to the
+    type of its default (or `types[key]`, for a default of None). Unknown keys, values that do not
+    convert, and keys in `choices` off their listed values raise SystemExit, before any model loads."""
     variant = dict(defaults)
     for part in filter(None, (p.strip() for p in text.split(","))):
-        key, _, value = part.partition("=")
+        key, is_pair, value = part.partition("=")
+        if not is_pair:
+            raise SystemExit(f"{flag}: {part!r} in {text!r} is not key=value")
         if key not in defaults:
-            raise SystemExit(f"--variants: unknown key {key!r} in {text!r}; expected one of {sorted(defaults)}")
-        variant[key] = type(defaults[key])(value)
+            raise SystemExit(f"{flag}: unknown key {key!r} in {text!r}; expected one of {sorted(defaults)}")
+        kind = (types or {}).get(key, type(defaults[key]))
+        if kind is type(None):
+            raise SystemExit(f"{flag}: {key} defaults to None and has no type to convert {value!r} to")
+        variant[key] = _typed(key, value, kind, flag)
     for key, allowed in (choices or {}).items():
         if variant[key] not in allowed:
-            raise SystemExit(f"--variants: {key} must be one of {allowed}, not {variant[key]!r}")
+            raise SystemExit(f"{flag}: {key} must be one of {allowed}, not {variant[key]!r}")
     return variant
 
 

@@ -1,6 +1,6 @@
 """Choose the teacher's fine-tuning seed on dev (never test).
 
-    .venv/bin/python -m experiments.teacher_seeds [--seeds 42,1,2] [--work-dir work/seeds]
+    python -m experiments.teacher_seeds [--seeds 42,1,2] [--work-dir work/seeds]
 Training is seeded end to end (head init, dropout, shuffling), so one seed gives the same
 weights on every run on this machine; across seeds, test accuracy moves by about a point on
 483 sentences. Each seed trains the recipe of `make convert`; the one best on dev (ties: lower
