@@ -9,6 +9,7 @@ import functools
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -43,6 +44,8 @@ def quiet_frameworks(verbose: bool = False) -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # "PyTorch was not found": tokenizers only here
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     logging.getLogger("absl").setLevel(logging.ERROR)
+    # The converter's calibration debugger builds tf.lite.Interpreter objects; the kit's own runs use LiteRT.
+    warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated", category=UserWarning)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 

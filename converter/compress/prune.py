@@ -17,8 +17,8 @@ ENCODER_DENSE = names.ENCODER_DENSE_NAME
 
 
 def prune_targets(model, cfg: PruneConfig) -> list[str]:
-    names = [layer.name for layer in model.layers if ENCODER_DENSE.match(layer.name)]
-    return names + ([names.WORD] if cfg.prune_embeddings else [])
+    dense = [layer.name for layer in model.layers if ENCODER_DENSE.match(layer.name)]
+    return dense + ([names.WORD] if cfg.prune_embeddings else [])
 
 
 def apply_pruning(model, cfg: PruneConfig, total_steps: int):
