@@ -140,10 +140,10 @@ def from_hf_config(hf: dict, max_seq_len: int, pooling: str = "cls") -> ModelCon
 
 def checkpoint_labels(hf: dict) -> tuple[str, ...]:
     """Label order of a sequence-classification checkpoint; ours when it names none."""
-    names = hf.get("id2label")
-    if not names:
+    id2label = hf.get("id2label")
+    if not id2label:
         return LABELS
-    labels = tuple(str(names[str(i)] if str(i) in names else names[i]).lower() for i in range(len(names)))
+    labels = tuple(str(id2label[str(i)] if str(i) in id2label else id2label[i]).lower() for i in range(len(id2label)))
     if sorted(labels) != sorted(LABELS):
         if all(re.fullmatch(r"label_\d+", lab) for lab in labels):
             return LABELS  # transformers' placeholder names: assume our order
