@@ -296,8 +296,8 @@ class ExportConfig:
     # Float islands in the int8 model. Every FULLY_CONNECTED (all weights) runs int8 x int8;
     # (SUM, MAXIMUM, DIV: the mean pooling's 1 / token-count weights, which int8 would round);
     # LayerNorm (MEAN, SQUARED_DIFFERENCE, RSQRT), residual/elementwise ops, softmax, GELU and
-    # the weightless attention matmuls stay float. All-int8 lost about 3 accuracy points on the
-    # teacher and ran 2x slower than this, as those int8 kernels fall outside XNNPACK.
+    # the weightless attention matmuls stay float: int8 loses accuracy on their outlier-heavy ranges and
+    # those int8 kernels fall outside XNNPACK (docs/design.md; experiments/int8_islands.py measures it).
     int8_float_ops: tuple[str, ...] = ("MEAN", "SQUARED_DIFFERENCE", "RSQRT", "ADD", "SUB", "MUL",
                                        "SOFTMAX", "GELU", "BATCH_MATMUL", "SUM", "MAXIMUM", "DIV")
     # 16x8 quantizes everything it has kernels for; SQUARED_DIFFERENCE has no int16 kernel.

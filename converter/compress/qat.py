@@ -9,12 +9,11 @@ Export (`trained_float`): the fine-tuned weights go back into the float model, w
 exactly like post-training int8 (same float islands, per-channel kernel rounding, calibrated
 activation ranges). Converting the fake-quant graph itself put the residual adds, LayerNorm means
 and the attention probabilities x values matmul in int8 (the fake-quant ranges around them made
-the converter quantize them despite the float-island list), which the fine-tune never simulated:
-on the 3-layer student that file scored 0.8364 on dev where its Keras QAT model scored 0.8489.
+the converter quantize them despite the float-island list), which the fine-tune never simulated
+(docs/design.md has the dev figures).
 
 Why a custom Dense config: TF-MOT's default fake-quantizes Dense kernels per tensor (one
-scale for the whole matrix: 9.5% of a student's weights rounded to zero, vs 1.4% per
-channel). The kernel quantizer below simulates the converter's per-channel int8 rounding
+scale for the whole matrix rounds far more small weights to zero than one scale per channel). The kernel quantizer below simulates the converter's per-channel int8 rounding
 (symmetric, narrow range, scale = max|w| / 127); a per-channel FakeQuant in the graph handed
 to the converter would fail ("'tfl.transpose' op has mismatched quantized axes"), another
 reason the float model is what gets converted."""
