@@ -13,3 +13,7 @@ class ConfigError(KitError, ValueError):
 
 class MissingFileError(KitError, FileNotFoundError):
     """A file the step needs is not there (e.g. an earlier step has not run)."""
+
+
+class ResumeError(KitError):
+    """A work dir's checkpoint does not belong to the model being resumed."""

@@ -45,3 +45,20 @@ def save_npy_atomic(path: Path, array: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(array))
     write_bytes_atomic(path, buffer.getvalue())
+
+
+def write_file_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """write(tmp) to a temporary file beside `path` (same suffixes, so a writer that picks the
+    format by name still does, e.g. Keras .weights.h5), fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stem, dot, suffixes = path.name.partition(".")
+    tmp = path.with_name(f".{stem}.partial-{os.getpid()}{dot}{suffixes}")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

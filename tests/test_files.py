@@ -49,3 +49,20 @@ def test_a_failed_check_keeps_the_previous_file(tmp_path):
     with pytest.raises(ValueError, match="not a model"):
         files.write_bytes_atomic(path, b"bad", check)
     assert seen == [b"bad"] and path.read_bytes() == b"good" and os.listdir(tmp_path) == ["model.tflite"]
+
+
+def test_write_file_atomic_keeps_the_suffix_and_the_previous_file(tmp_path):
+    path = tmp_path / "best.weights.h5"
+    path.write_bytes(b"previous")
+    names = []
+
+    def failing(tmp):
+        names.append(tmp.name)
+        tmp.write_bytes(b"half")
+        raise OSError("killed mid-write")
+
+    with pytest.raises(OSError, match="killed mid-write"):
+        files.write_file_atomic(path, failing)
+    assert names[0].endswith(".weights.h5") and path.read_bytes() == b"previous" and os.listdir(tmp_path) == [path.name]
+    files.write_file_atomic(path, lambda tmp: tmp.write_bytes(b"new"))
+    assert path.read_bytes() == b"new" and os.listdir(tmp_path) == [path.name]

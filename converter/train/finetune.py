@@ -13,6 +13,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from converter.config import FinetuneConfig
+from converter.errors import ResumeError
+from converter.files import write_file_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +64,14 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.state["history"].append({"epoch": epoch + 1, "loss": float(logs.get("loss", np.nan)), "dev_accuracy": dev_acc})
         if epoch + 1 >= self.first_candidate and dev_acc > self.state["best_dev_accuracy"]:
             self.state.update(best_dev_accuracy=dev_acc, best_epoch=epoch + 1)
-            self.model.save_weights(str(self.work_dir / "best.weights.h5"))
-        tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer).write(str(self.work_dir / "last"))
-        self.state["epoch"] = epoch + 1
-        _write_json(self.work_dir / "state.json", self.state)
+            write_file_atomic(self.work_dir / "best.weights.h5", lambda tmp: self.model.save_weights(str(tmp)))
+        # A checkpoint is two files (.index, .data-*): each epoch writes a new prefix, and state.json,
+        # replaced atomically after it, names the one to resume from; a kill leaves the previous pair.
+        prefix = f"last-{epoch + 1}"
+        tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer).write(str(self.work_dir / prefix))
+        self.state.update(epoch=epoch + 1, checkpoint=prefix, geometry=model_geometry(self.model))
+        write_json_atomic(self.work_dir / "state.json", self.state)
+        _remove_checkpoints(self.work_dir, keep=prefix)
         print(f"epoch {epoch + 1}: loss {self.state['history'][-1]['loss']:.4f}  dev accuracy {dev_acc:.4f}"
               f"  (best {self.state['best_dev_accuracy']:.4f} @ epoch {self.state['best_epoch']})", flush=True)
 
@@ -88,10 +94,46 @@ class ProgressLine(keras.callbacks.Callback):
                   f"  {spent:.0f}s elapsed, ~{eta:.0f}s left", flush=True)
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.replace(path)
+def _remove_checkpoints(work_dir: Path, keep: str) -> None:
+    """Delete the checkpoint files of earlier epochs (last-<n>.*, and the unnumbered last.* of older runs)."""
+    for path in [*work_dir.glob("last.*"), *work_dir.glob("last-*.*")]:
+        if path.name.split(".")[0] != keep:
+            path.unlink(missing_ok=True)
+
+
+def model_geometry(model) -> list[str]:
+    """One line per layer with weights or heads: its type, weight shapes and head count (by
+    position, not name: auto-numbered names differ between processes). Heads change no shape,
+    so a checkpoint's variables alone cannot tell 2 heads from 3."""
+    rows = []
+    for layer in model.layers:
+        heads = getattr(getattr(layer, "layer", layer), "num_heads", None)  # QAT/pruning wrappers hold .layer
+        if layer.weights or heads:
+            shapes = " ".join(str(tuple(w.shape)) for w in layer.weights)
+            rows.append(f"{type(layer).__name__} {shapes}" + (f" heads={heads}" if heads else ""))
+    return rows
+
+
+def restore_checkpoint(model, prefix: Path, geometry: list[str] | None = None) -> None:
+    """Load a resumable checkpoint into model and its optimizer; refuse one written by another model.
+
+    geometry: model_geometry() of the model that wrote it (state.json), compared first. Then every
+    variable of the model and optimizer must get a value of its shape from the checkpoint and every
+    value in it must be used. A mismatch raises ResumeError naming the folder."""
+    mine = model_geometry(model)
+    if geometry is not None and geometry != mine:
+        at = next((i for i, (a, b) in enumerate(zip(geometry, mine)) if a != b), min(len(geometry), len(mine)))
+        reason = (f"layer {at}: {geometry[at] if at < len(geometry) else 'none'} there, "
+                  f"{mine[at] if at < len(mine) else 'none'} here")
+        raise ResumeError(f"{prefix.parent}: its checkpoint {prefix.name} does not match this model ({reason}); "
+                          "resume with the settings it was trained with, or use another --work-dir")
+    try:
+        status = tf.train.Checkpoint(model=model, optimizer=model.optimizer).read(str(prefix))
+        status.assert_consumed()
+    except (AssertionError, ValueError, tf.errors.OpError) as err:
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise ResumeError(f"{prefix.parent}: its checkpoint {prefix.name} does not match this model ({reason}); "
+                          "resume with the settings it was trained with, or use another --work-dir") from None
 
 
 def dev_accuracy(model, inputs, labels) -> float:
@@ -120,7 +162,7 @@ def fit_classifier(model, train: tuple, dev: tuple, cfg: FinetuneConfig, work_di
     if resume and state_path.is_file():
         state = json.loads(state_path.read_text())
         model.optimizer.build(model.trainable_variables)
-        tf.train.Checkpoint(model=model, optimizer=model.optimizer).read(str(work_dir / "last")).expect_partial()
+        restore_checkpoint(model, work_dir / state.get("checkpoint", "last"), state.get("geometry"))
         print(f"resuming {work_dir} after epoch {state['epoch']}", flush=True)
     if state["epoch"] < cfg.epochs:
         tty = sys.stdout.isatty()
