@@ -1,5 +1,6 @@
 """Distillation loss, TF-MOT pruning and QAT on the tiny model, and a Lambda-free graph check."""
 
+import logging
 from dataclasses import replace
 
 import numpy as np
@@ -8,6 +9,7 @@ import tensorflow as tf
 import tf_keras
 
 from converter.compress.distill import (
+    TEACHER_LOGITS,
     DistillationLoss,
     distill,
     distillation_data,
@@ -189,6 +191,27 @@ def test_cached_teacher_logits_of_another_teacher_are_recomputed(tiny, tmp_path)
     np.save(cache, fresh + 1.0)  # as if written by an earlier, different teacher
     np.testing.assert_allclose(teacher_logits(teacher, train[0], cache), fresh, atol=1e-5)
     np.testing.assert_allclose(np.load(cache), fresh, atol=1e-5)
+
+
+
+@pytest.mark.parametrize("damage", ["truncated", "wrong_shape", "not_finite"])
+def test_a_damaged_teacher_logit_cache_is_rebuilt(tiny, tmp_path, caplog, damage):
+    teacher, _, ((ids, mask), labels), _ = tiny
+    fresh = teacher.predict([ids, mask], verbose=0)
+    cache = tmp_path / TEACHER_LOGITS
+    np.save(cache, fresh)
+    if damage == "truncated":  # a run killed while np.save wrote the file
+        cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
+    elif damage == "wrong_shape":
+        np.save(cache, np.concatenate([fresh, fresh[:, :1]], axis=1))
+    else:
+        np.save(cache, np.where(np.arange(len(fresh))[:, None] == len(fresh) - 1, np.nan, fresh))
+    with caplog.at_level(logging.INFO, logger="converter.compress.distill"):
+        targets, _ = distillation_data(teacher, [ids, mask], labels, tmp_path, 0.5, 2.0)
+    assert "recomputing" in caplog.text and str(cache) in caplog.text
+    np.testing.assert_allclose(targets[:, 1:], fresh, atol=1e-5)
+    np.testing.assert_allclose(np.load(cache), fresh, atol=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [TEACHER_LOGITS]
 
 
 def test_teacher_rows_label_copies_from_the_cached_logits_of_their_originals(tiny, tmp_path):

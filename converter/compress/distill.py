@@ -15,6 +15,7 @@ import tf_keras as keras
 from converter.config import DistillConfig, ModelConfig
 from converter.data.augment import augment_ids
 from converter.errors import ConfigError
+from converter.files import save_npy_atomic
 from converter.modeling import names
 from converter.modeling.bert import build_classifier
 from converter.train.finetune import fit_classifier, seed_everything
@@ -101,16 +102,30 @@ def teacher_logits(teacher, inputs: list[np.ndarray], cache: Path) -> np.ndarray
 
     A cache is reused only if it has one row per input and its first rows match this teacher
     (a work dir reused with a retrained teacher must not feed the student the old teacher)."""
-    if cache.is_file():
-        logits = np.load(cache)
+    logits = _read_cache(cache, (len(inputs[0]), teacher.output_shape[-1]))
+    if logits is not None:
         probe = [x[:CACHE_PROBE_ROWS] for x in inputs]
-        if len(logits) == len(inputs[0]) and np.allclose(
-                teacher.predict(probe, verbose=0), logits[:CACHE_PROBE_ROWS], atol=1e-4):
+        if np.allclose(teacher.predict(probe, verbose=0), logits[:CACHE_PROBE_ROWS], atol=1e-4):
             return logits
         log.info("%s: cached logits are not this teacher's on these inputs; recomputing", cache)
     logits = teacher.predict(inputs, batch_size=64, verbose=0).astype(np.float32)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.save(cache, logits)
+    save_npy_atomic(cache, logits)
+    return logits
+
+
+def _read_cache(cache: Path, shape: tuple[int, int]) -> np.ndarray | None:
+    """The cached (rows, labels) logits, or None (with a log line) when missing, unreadable, of
+    another shape or not finite (a run killed mid-write by an older version, a disk error)."""
+    if not cache.is_file():
+        return None
+    try:
+        logits = np.load(cache)
+    except (OSError, ValueError, EOFError) as err:
+        log.info("%s: unreadable cache (%s); recomputing", cache, err)
+        return None
+    if logits.shape != shape or not np.isfinite(logits).all():
+        log.info("%s: cache has shape %s (expected %s) or non-finite values; recomputing", cache, logits.shape, shape)
+        return None
     return logits
 
 

@@ -15,6 +15,7 @@ from converter.config import LABELS, KitConfig, ModelConfig
 from converter.data.augment import token_id
 from converter.errors import ConfigError, MissingFileError
 from converter.export.bundle import write_bundle
+from converter.files import write_json_atomic
 from converter.jobs.context import (
     Context,
     calibration_inputs,
@@ -95,7 +96,7 @@ def ablation_report(cfg: KitConfig, resume=False) -> dict:
               "epochs": cfg.distill.train.epochs,
               "distilled": {"best_dev_accuracy": state["best_dev_accuracy"], **keras_test_metrics(student, ctx)},
               "hard_labels": run_ablation(cfg, ctx, teacher, teacher_cfg, resume)}
-    (Path(cfg.work_dir) / "report_ablation.json").write_text(json.dumps(report, indent=2))
+    write_json_atomic(Path(cfg.work_dir) / "report_ablation.json", report)
     return report
 
 
@@ -166,7 +167,7 @@ def run_compression(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelCon
     if cfg.slim.enabled:
         slim_entries, report["slim"] = run_slim(cfg, ctx, teacher, teacher_cfg, student, student_cfg, calibration, resume)
         entries += slim_entries
-    (Path(cfg.work_dir) / "report.json").write_text(json.dumps(report, indent=2))
+    write_json_atomic(Path(cfg.work_dir) / "report.json", report)
     return entries, report
 
 
@@ -182,7 +183,7 @@ def run_step(cfg: KitConfig, step: str, target: str = "teacher", resume: bool = 
         student_cfg = student_config(teacher_cfg, cfg.distill)
         entries, report = run_slim(cfg, ctx, teacher, teacher_cfg, load_trained(cfg, student_cfg, "student"),
                                    student_cfg, calibration, resume)
-        (Path(cfg.work_dir) / "report_slim.json").write_text(json.dumps(report, indent=2))
+        write_json_atomic(Path(cfg.work_dir) / "report_slim.json", report)
     else:
         student_cfg = student_config(teacher_cfg, cfg.distill)
         model, model_cfg = ((teacher, teacher_cfg) if target == "teacher"

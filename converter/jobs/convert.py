@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from converter.config import LABELS, KitConfig
@@ -10,6 +9,7 @@ from converter.data.splits import load_splits, load_table
 from converter.data.tokenize import encode, load_tokenizer
 from converter.errors import ConfigError
 from converter.export.bundle import write_bundle
+from converter.files import write_json_atomic
 from converter.jobs.compression import run_compression
 from converter.jobs.context import Context, calibration_inputs, export_variants, format_table, prepare, teacher_pooling, train_dev
 from converter.modeling import hf_weights as ck
@@ -23,7 +23,7 @@ def train_teacher(cfg: KitConfig, ctx: Context, resume: bool = False):
     model, model_cfg, _, _ = ck.build_from_checkpoint(cfg.checkpoint, cfg.model.max_seq_len, allow_fresh=ck.HEAD_LAYERS,
                                                       pooling=pooling, options=cfg.model)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "head.json").write_text(json.dumps({"pooling": pooling}) + "\n")
+    write_json_atomic(folder / "head.json", {"pooling": pooling}, indent=None)
     train, dev = train_dev(ctx)
     print(f"fine-tuning teacher: {len(train[1])} train / {len(dev[1])} dev sentences, "
           f"{cfg.finetune.epochs} epochs", flush=True)

@@ -17,6 +17,7 @@ from converter.data.tokenize import encode, load_tokenizer
 from converter.export.bundle import model_entry, sha256_of
 from converter.export.stats import encoder_sparsity, gzip_bytes
 from converter.export.tflite import export_tflite
+from converter.files import save_npy_atomic
 from converter.jobs.context import Context, Split, export_variants, split_metrics, train_dev
 from converter.modeling.bert import build_classifier
 from device_runtime.format import INPUT_IDS, Key, Quantization, bucket_key, needs_calibration
@@ -41,8 +42,7 @@ def compaction(cfg: KitConfig, ctx: Context, work: Path):
                     cfg.slim.extra_top_k, cfg.slim.min_count)
     mapping = id_map(kept, len(vocab), vocab["[UNK]"])
     path = work / "student-compact.idmap.npy"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, mapping.astype(np.int16 if len(kept) < 2**15 else np.int32))
+    save_npy_atomic(path, mapping.astype(np.int16 if len(kept) < 2**15 else np.int32))
     test_ids = ctx.splits["test"].inputs[INPUT_IDS]
     real = test_ids[(test_ids != vocab["[PAD]"]) & (test_ids != vocab["[UNK]"])]
     stats = {"kept_ids": int(len(kept)), "vocab_size": len(vocab),
