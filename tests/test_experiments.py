@@ -31,10 +31,10 @@ def test_importing_every_experiment_runs_nothing(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out == "" and list(tmp_path.iterdir()) == []
 
 
-def test_an_experiment_runs_as_a_module_from_the_repo_root():
+def test_an_experiment_runs_as_a_module_from_the_repo_root(tmp_path):
     result = subprocess.run([sys.executable, "-m", "experiments.student_sweep", "--help"], cwd=ROOT,
                             capture_output=True, text=True, timeout=300,
-                            env={"PATH": "/usr/bin:/bin", "HOME": str(ROOT)})  # no PYTHONPATH
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})  # no PYTHONPATH
     assert result.returncode == 0, result.stderr
     assert "--run" in result.stdout
 
