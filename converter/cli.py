@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from converter.config import KitConfig, Pooling, QatTarget, with_overrides
+from converter.quiet import PARKING, native_output_parked
 
 KIT = KitConfig()  # every default shown by --help
 
@@ -32,12 +33,9 @@ Model = Annotated[str, typer.Option(help="teacher or student")]
 Epochs = Annotated[int | None, typer.Option(help="override the step's epochs (quick runs)")]
 
 
-VERBOSE = {"on": False}  # set by --verbose
-
-
 def quiet_frameworks(verbose: bool = False) -> None:
     """TensorFlow, absl, CUDA and transformers start-up lines off (before TensorFlow is imported)."""
-    VERBOSE["on"] = verbose
+    PARKING["on"] = not verbose
     if verbose:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ logs: errors too (the CUDA probe's cuInit line)
@@ -50,20 +48,13 @@ def quiet_frameworks(verbose: bool = False) -> None:
 
 
 def import_frameworks_quietly() -> None:
-    """Import TensorFlow once with the process's stderr (fd 2) parked: the CUDA probe and oneDNN
-    write lines there before absl's logging starts, which no log level reaches. An import error
-    still raises, with its message."""
-    if VERBOSE["on"] or "tensorflow" in sys.modules:
+    """Import TensorFlow once with the native output parked: the CUDA probe and oneDNN write lines
+    before absl's logging starts, which no log level reaches. An import error still shows."""
+    if "tensorflow" in sys.modules:
         return
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            import tensorflow  # noqa: F401
-            import tf_keras  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    with native_output_parked():
+        import tensorflow  # noqa: F401
+        import tf_keras  # noqa: F401
 
 
 def command(fn):

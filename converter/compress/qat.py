@@ -13,9 +13,10 @@ the converter quantize them despite the float-island list), which the fine-tune 
 (docs/design.md has the dev figures).
 
 Why a custom Dense config: TF-MOT's default fake-quantizes Dense kernels per tensor (one
-scale for the whole matrix rounds far more small weights to zero than one scale per channel). The kernel quantizer below simulates the converter's per-channel int8 rounding
-(symmetric, narrow range, scale = max|w| / 127); a per-channel FakeQuant in the graph handed
-to the converter would fail ("'tfl.transpose' op has mismatched quantized axes"), another
+scale for the whole matrix rounds far more small weights to zero than one scale per channel).
+The kernel quantizer below simulates the converter's per-channel int8 rounding (symmetric,
+narrow range, scale = max|w| / 127); a per-channel FakeQuant in the graph handed to the
+converter would fail ("'tfl.transpose' op has mismatched quantized axes"), another
 reason the float model is what gets converted."""
 
 from __future__ import annotations

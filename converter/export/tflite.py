@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from converter.errors import ConfigError
 from converter.files import write_bytes_atomic
+from converter.quiet import native_output_parked
 from device_runtime.format import INPUT_DTYPE, INPUT_NAMES, OUTPUT_NAME, QUANTIZATIONS, Quantization, needs_calibration
 from device_runtime.interpreter import ModelLoadError, TFLiteModel
 
@@ -64,8 +65,10 @@ def convert(model, seq_len: int, quantization: str, calibration: dict[str, np.nd
             options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(float_ops))
             debugger = tf.lite.experimental.QuantizationDebugger(
                 converter=converter, debug_dataset=_representative(calibration), debug_options=options)
-            return debugger.get_nondebug_quantized_model()
-    return converter.convert()
+            with native_output_parked():
+                return debugger.get_nondebug_quantized_model()
+    with native_output_parked():
+        return converter.convert()
 
 
 def write_atomic(path: Path, data: bytes) -> None:
