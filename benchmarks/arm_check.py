@@ -1,7 +1,7 @@
 """Prove the device runtime on (emulated) aarch64: verify, classify and eval a bundle model under
 ../shared/tools/arm64-python and compare every prediction with the same run on this host.
 
-    python scripts/arm_check.py --bundle dist [--model NAME] [--data ../shared/data/fpb/test.tsv]
+    python -m benchmarks.arm_check --bundle dist [--model NAME] [--data ../shared/data/fpb/test.tsv]
 Exit code 0 only when the emulated run reports aarch64, verifies, and predicts identical labels."""
 
 from __future__ import annotations
