@@ -37,7 +37,8 @@ def test_native_output_of_a_failing_block_is_replayed_on_stderr(parking, capfd):
     assert "the converter's own error text" in capfd.readouterr().err
 
 
-def test_without_parking_native_output_passes(capfd):
+def test_without_parking_native_output_passes(monkeypatch, capfd):
+    monkeypatch.setitem(quiet.PARKING, "on", False)  # a CLI test in this process may have turned it on
     with quiet.native_output_parked():
         os.write(1, b"seen\n")
     assert capfd.readouterr().out == "seen\n"
