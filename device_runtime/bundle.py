@@ -1,4 +1,6 @@
-"""Read and check a bundle: manifest.json, vocab.txt and the .tflite files it names."""
+"""Read and check a bundle: manifest.json, vocab.txt and the .tflite files it names.
+
+A bundle is input from outside: the manifest's fields, file names and files are checked before use."""
 
 from __future__ import annotations
 
@@ -8,15 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from device_runtime.errors import BundleInputError
-from device_runtime.format import FILE_KEY_SUFFIX, MANIFEST, REQUIRED_KEYS, REQUIRED_MODEL_KEYS, Key, Quantization, bucket_key
+from device_runtime.format import FILE_KEY_SUFFIX, INPUT_NAMES, MANIFEST, Key, Quantization, bucket_key
 from device_runtime.interpreter import ModelLoadError, TFLiteModel
 from device_runtime.tokenizer import WordPieceTokenizer
+from device_runtime.validate import BundleError, check_manifest, check_vocab, file_names, inside
 from device_runtime.variants import BucketedModel, MappedModel
 
-
-class BundleError(BundleInputError, RuntimeError):
-    """The bundle is incomplete or inconsistent; the message names the file or key."""
+__all__ = ["Bundle", "BundleError", "extra_files", "sha256_of", "softmax"]
 
 
 def sha256_of(path: Path) -> str:
@@ -37,36 +37,51 @@ def extra_files(entry: dict) -> dict[str, str]:
     return {key: value for key, value in entry.items() if key.endswith(FILE_KEY_SUFFIX)}
 
 
+def _read_bytes(path: Path, what: str) -> bytes:
+    if not path.is_file():
+        raise BundleError(f"{path}: {what} not found")
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise BundleError(f"{path}: cannot read {what} ({err.strerror})") from None
+
+
 class Bundle:
-    """A bundle folder. Loading checks the manifest's keys and the vocab's sha256."""
+    """A bundle folder. Loading checks the manifest's fields and file names, and the vocab's sha256 and tokens."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        path = self.folder / MANIFEST
+        path = inside(self.folder, MANIFEST, "the manifest")
         try:
             self.manifest = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise BundleError(f"{path}: not found (is {self.folder} a bundle folder?)") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise BundleError(f"{path}: not valid JSON ({err})") from None
-        missing = [k for k in REQUIRED_KEYS if k not in self.manifest]
-        for i, entry in enumerate(self.manifest.get(Key.MODELS, [])):
-            missing += [f"models[{i}].{k}" for k in REQUIRED_MODEL_KEYS if k not in entry]
-        if missing:
-            raise BundleError(f"{path}: missing keys: {', '.join(missing)}")
+        except RecursionError:
+            raise BundleError(f"{path}: not valid JSON (nested too deeply)") from None
+        except OSError as err:
+            raise BundleError(f"{path}: cannot read ({err.strerror})") from None
+        check_manifest(self.manifest, path)
+        for where, name in file_names(self.manifest).items():  # every name, before any of them is read
+            inside(self.folder, name, f"{MANIFEST} {where}")
         self.labels = list(self.manifest[Key.LABELS])
-        self.seq_len = int(self.manifest[Key.SEQ_LEN])
-        self.vocab_path = self.folder / self.manifest[Key.VOCAB]
-        if not self.vocab_path.is_file():
-            raise BundleError(f"{self.vocab_path}: vocab file not found")
-        if sha256_of(self.vocab_path) != self.manifest[Key.VOCAB_SHA256]:
+        self.seq_len = self.manifest[Key.SEQ_LEN]
+        self.vocab_path = self.file(self.manifest[Key.VOCAB])
+        raw = _read_bytes(self.vocab_path, "vocab file")
+        if hashlib.sha256(raw).hexdigest() != self.manifest[Key.VOCAB_SHA256]:
             raise BundleError(f"{self.vocab_path}: sha256 differs from the manifest (wrong or modified vocab)")
+        check_vocab(self.vocab_path, raw)
         self._tokenizer = None
+
+    def file(self, name: str) -> Path:
+        """The path of a file the manifest names, checked to stay inside the bundle folder."""
+        return inside(self.folder, name, "file")
 
     @property
     def tokenizer(self) -> WordPieceTokenizer:
         if self._tokenizer is None:
-            self._tokenizer = WordPieceTokenizer(self.vocab_path, lowercase=bool(self.manifest[Key.DO_LOWER_CASE]))
+            self._tokenizer = WordPieceTokenizer(self.vocab_path, lowercase=self.manifest[Key.DO_LOWER_CASE])
         return self._tokenizer
 
     @property
@@ -93,31 +108,52 @@ class Bundle:
         """-> (entry, model): a TFLiteModel, wrapped for length buckets and an id map when present."""
         entry = self.entry(name)
         if entry.get(Key.BUCKETS):
-            files = {int(length): entry[bucket_key(length)] for length in entry[Key.BUCKETS]}
-            model = BucketedModel({length: TFLiteModel(self.folder / f, seq_len=length, num_threads=num_threads)
-                                   for length, f in files.items()})
+            files = {length: entry[bucket_key(length)] for length in entry[Key.BUCKETS]}
+            model = BucketedModel({length: self._model(f, length, num_threads) for length, f in files.items()})
         else:
-            model = TFLiteModel(self.folder / entry[Key.FILE], seq_len=self.seq_len_of(entry), num_threads=num_threads)
+            model = self._model(entry[Key.FILE], self.seq_len_of(entry), num_threads)
         if entry.get(Key.ID_MAP_FILE):
             model = MappedModel(model, self._id_map(entry))
         return entry, model
 
+    def _model(self, name: str, seq_len: int, num_threads: int | None) -> TFLiteModel:
+        """One .tflite file, checked against the manifest: input names and shapes, one logit per label."""
+        path = self.file(name)
+        if path.is_file() and path.stat().st_size == 0:
+            raise ModelLoadError(f"{path}: empty file (not a TFLite model)")
+        model = TFLiteModel(path, seq_len=seq_len, num_threads=num_threads)
+        unknown = sorted(set(model.inputs) - set(INPUT_NAMES))
+        if unknown:
+            raise ModelLoadError(f"{path}: inputs {unknown} are not among {list(INPUT_NAMES)}")
+        shape = [int(d) for d in model.outputs[model.output_name]["shape"]]
+        if shape != [1, len(self.labels)]:
+            raise BundleError(f"{path}: output {model.output_name!r} has shape {shape}, but {MANIFEST} lists "
+                              f"{len(self.labels)} labels (expected [1, {len(self.labels)}])")
+        return model
+
     def _id_map(self, entry: dict) -> np.ndarray:
-        path = self.folder / entry[Key.ID_MAP_FILE]
+        path = self.file(entry[Key.ID_MAP_FILE])
         if not path.is_file():
             raise BundleError(f"{path}: id map not found")
         if sha256_of(path) != entry.get(Key.ID_MAP_SHA256):
             raise BundleError(f"{path}: sha256 differs from the manifest")
-        mapping = np.load(path, allow_pickle=False)
+        try:
+            mapping = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            raise BundleError(f"{path}: not a readable .npy id map ({str(err).splitlines()[0]})") from None
+        if not isinstance(mapping, np.ndarray) or mapping.dtype.kind not in "iu":
+            raise BundleError(f"{path}: id map must be an integer array")
         if mapping.shape != (len(self.tokenizer.vocab),):
             raise BundleError(f"{path}: id map has shape {mapping.shape}, vocab has {len(self.tokenizer.vocab)} ids")
+        if mapping.size and mapping.min() < 0:
+            raise BundleError(f"{path}: id map holds negative ids")
         return mapping
 
-    def verify(self) -> list[str]:
-        """Every problem found (empty list: the bundle is sound)."""
+    def verify(self, names: list[str] | None = None) -> list[str]:
+        """Every problem found in the named entries (default: all); empty list: the bundle is sound."""
         problems = []
-        for entry in self.models:
-            path = self.folder / entry[Key.FILE]
+        for entry in self.models if names is None else [self.entry(n) for n in names]:
+            path = self.file(entry[Key.FILE])
             if not path.is_file():
                 problems.append(f"{entry[Key.NAME]}: {path} missing")
                 continue
@@ -126,8 +162,8 @@ class Bundle:
             elif sha256_of(path) != entry[Key.SHA256]:
                 problems.append(f"{entry[Key.NAME]}: {path} sha256 differs from the manifest")
             for key, file in extra_files(entry).items():
-                if not (self.folder / file).is_file():
-                    problems.append(f"{entry[Key.NAME]}: {key} {self.folder / file} missing")
+                if not self.file(file).is_file():
+                    problems.append(f"{entry[Key.NAME]}: {key} {self.file(file)} missing")
             try:
                 self.load(entry[Key.NAME])
             except (ModelLoadError, BundleError) as err:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from device_runtime.bundle import Bundle, softmax
+from device_runtime.bundle import Bundle
+from device_runtime.classifier import Classifier
 from device_runtime.errors import BundleInputError
 from device_runtime.format import ATTENTION_MASK, INPUT_IDS, Key
 from device_runtime.metrics import classification_metrics
@@ -17,19 +18,20 @@ from device_runtime.tables import read_table
 from device_runtime.tokenizer import WordPieceTokenizer
 
 
-def read_stdin_lines() -> list[str]:
-    """One text per stdin line; undecodable bytes become U+FFFD and are reported on stderr."""
-    texts = []
-    for number, raw in enumerate(sys.stdin.buffer.read().splitlines(), start=1):
-        text = raw.decode("utf-8", errors="replace")
-        if "\ufffd" in text and "\ufffd".encode() not in raw:
-            print(f"warning: stdin line {number}: undecodable bytes replaced", file=sys.stderr)
-        texts.append(text)
-    return texts
+def iter_stdin_lines():
+    """One text per stdin line, yielded as each line arrives; undecodable bytes become U+FFFD and are reported on stderr."""
+    number = 0
+    for chunk in sys.stdin.buffer:  # split at \n as lines arrive; splitlines() also splits a lone \r, as before
+        for raw in chunk.splitlines():
+            number += 1
+            text = raw.decode("utf-8", errors="replace")
+            if "\ufffd" in text and "\ufffd".encode() not in raw:
+                print(f"warning: stdin line {number}: undecodable bytes replaced", file=sys.stderr)
+            yield text
 
 
-def _texts(args) -> list[str]:
-    return list(args.text) if args.text else read_stdin_lines()
+def _texts(args):
+    return list(args.text) if args.text else iter_stdin_lines()
 
 
 def cmd_tokenize(args) -> int:
@@ -46,59 +48,47 @@ def cmd_tokenize(args) -> int:
     return 0
 
 
-def predict_texts(bundle: Bundle, model, texts, seq_len: int):
-    """-> (probabilities (n, labels), truncated flags)."""
-    probs, truncated = [], []
-    for text in texts:
-        enc = bundle.tokenizer.encode(text, seq_len)
-        probs.append(softmax(model.predict(enc)[0]))
-        truncated.append(enc["truncated"])
-    return np.array(probs).reshape(len(texts), len(bundle.labels)), truncated
-
-
 def cmd_classify(args) -> int:
-    bundle = Bundle(args.bundle)
-    entry, model = bundle.load(args.model, args.threads)
-    seq_len = bundle.seq_len_of(entry)
-    texts = _texts(args)
-    probs, truncated = predict_texts(bundle, model, texts, seq_len)
+    classifier = Classifier.from_bundle(args.bundle, args.model, args.threads)
+    labels, seq_len = classifier.labels, classifier.seq_len
     if not args.json:
-        print(f"model {entry[Key.NAME]}  ({entry[Key.QUANTIZATION]}, seq_len {seq_len})")
-        print(f"{'label':<9} " + " ".join(f"{name[:8]:>8}" for name in bundle.labels) + "  text")
-    for text, p, cut in zip(texts, probs, truncated):
-        label = bundle.labels[int(p.argmax())]
+        print(f"model {classifier.name}  ({classifier.quantization}, seq_len {seq_len})")
+        print(f"{'label':<9} " + " ".join(f"{name[:8]:>8}" for name in labels) + "  text")
+    for text in _texts(args):  # answered one by one, so a pipe gets each line's answer as it is read
+        result = classifier.predict(text)
         if args.json:
-            print(json.dumps({"text": text, "label": label, "probabilities": dict(zip(bundle.labels, map(float, p))),
-                              "truncated": cut, "model": entry[Key.NAME]}, ensure_ascii=False))
+            print(json.dumps({"text": text, "label": result.label, "probabilities": result.probabilities,
+                              "truncated": result.truncated, "model": classifier.name}, ensure_ascii=False))
         else:
-            note = f"  [truncated to {seq_len} tokens]" if cut else ""
+            note = f"  [truncated to {seq_len} tokens]" if result.truncated else ""
             shown = text if len(text) <= 60 else text[:57] + "..."
-            print(f"{label:<9} " + " ".join(f"{v:>8.3f}" for v in p) + f"  {shown}{note}")
+            print(f"{result.label:<9} " + " ".join(f"{v:>8.3f}" for v in result.probabilities.values())
+                  + f"  {shown}{note}")
+        sys.stdout.flush()
     return 0
 
 
 def cmd_eval(args) -> int:
-    bundle = Bundle(args.bundle)
-    entry, model = bundle.load(args.model, args.threads)
-    texts, labels, agreement = read_table(args.data, bundle.labels)
-    probs, _ = predict_texts(bundle, model, texts, bundle.seq_len_of(entry))
-    predictions = probs.argmax(-1)
-    result = {"model": entry[Key.NAME], "data": str(args.data),
-              "test": classification_metrics(labels, predictions, len(bundle.labels))}
+    classifier = Classifier.from_bundle(args.bundle, args.model, args.threads)
+    names = classifier.labels
+    texts, labels, agreement = read_table(args.data, names)
+    predictions = np.array([names.index(p.label) for p in classifier.predict(texts)], np.int64)
+    result = {"model": classifier.name, "data": str(args.data),
+              "test": classification_metrics(labels, predictions, len(names))}
     if agreement is not None:
         keep = agreement == 100
-        result["test_allagree"] = classification_metrics(labels[keep], predictions[keep], len(bundle.labels))
+        result["test_allagree"] = classification_metrics(labels[keep], predictions[keep], len(names))
     if args.json:
         print(json.dumps(result))
         return 0
     test = result["test"]
-    print(f"{entry[Key.NAME]} on {args.data}: n={test['n']}  accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}")
+    print(f"{classifier.name} on {args.data}: n={test['n']}  accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}")
     if "test_allagree" in result:
         agree = result["test_allagree"]
         print(f"AllAgree subset: n={agree['n']}  accuracy {agree['accuracy']:.4f}  macro-F1 {agree['macro_f1']:.4f}")
     print("confusion (rows: true, columns: predicted)")
-    print(" " * 10 + " ".join(f"{name[:8]:>8}" for name in bundle.labels))
-    for name, row in zip(bundle.labels, test["confusion"]):
+    print(" " * 10 + " ".join(f"{name[:8]:>8}" for name in names))
+    for name, row in zip(names, test["confusion"]):
         print(f"{name[:9]:<10}" + " ".join(f"{v:>8d}" for v in row))
     return 0
 
@@ -112,6 +102,8 @@ def cmd_verify(args) -> int:
     for problem in problems:
         print(f"BAD {problem}")
     print(f"{len(bundle.models) - len({p.split(':')[0] for p in problems})}/{len(bundle.models)} models verified")
+    if problems:  # the report above stays on stdout; stderr gets the one error line every command gives
+        print(f"error: {bundle.folder}: {len(problems)} problem(s), first: {problems[0]}", file=sys.stderr)
     return 1 if problems else 0
 
 

@@ -4,34 +4,47 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 from device_runtime.bundle import Bundle, BundleError, extra_files
 from device_runtime.format import MANIFEST, Key
+from device_runtime.validate import inside
+
+
+def _check_out(out: Path) -> None:
+    if out.name in ("", ".", ".."):
+        raise BundleError(f"{out}: name a new folder for pack to write (not {str(out)!r})")
+    if out.exists() or out.is_symlink():
+        raise BundleError(f"{out}: already exists; pack writes a new folder")
 
 
 def pack(bundle_dir: Path, name: str, out: Path) -> Path:
     """Copy the entry's .tflite, every `*_file` it names, the vocab and a manifest listing only it.
 
-    Written to a staging folder renamed into place, so `out` is complete or absent."""
+    The source entry is verified first. Files go to a fresh staging folder beside `out` (plain
+    names only, so nothing lands elsewhere), renamed into place: `out` is complete or absent."""
     bundle = Bundle(bundle_dir)
     entry = bundle.entry(name)
-    if out.exists():
-        raise BundleError(f"{out}: already exists; pack writes a new folder")
+    _check_out(out)
+    problems = bundle.verify([entry[Key.NAME]])
+    if problems:
+        raise BundleError(f"{bundle.folder}: not packed, {problems[0]}")
     files = [entry[Key.FILE], bundle.manifest[Key.VOCAB], *extra_files(entry).values()]
-    staging = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    holder = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    staging = holder / out.name  # made by mkdir, so it gets the usual permissions (mkdtemp's are 0700)
     try:
+        staging.mkdir()
         for file in dict.fromkeys(files):
-            source = bundle.folder / file
+            source = bundle.file(file)
             if not source.is_file():
                 raise BundleError(f"{source}: named by {name} but missing")
-            shutil.copy2(source, staging / file)
+            shutil.copy2(source, inside(staging, file, "pack output"))
         manifest = {**bundle.manifest, Key.MODELS: [entry]}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)
     return out
+
