@@ -15,8 +15,11 @@ from typing import Annotated
 
 import typer
 
-from converter.config import KitConfig, Pooling, QatTarget, with_overrides
+from converter.config import EmbeddingWeights, KitConfig, ModelRole, Pooling, QatTarget, with_overrides
+from converter.errors import KitError
 from converter.quiet import PARKING, native_output_parked
+from device_runtime.errors import BundleInputError
+from device_runtime.format import Quantization
 
 KIT = KitConfig()  # every default shown by --help
 
@@ -29,7 +32,7 @@ Out = Annotated[Path, typer.Option(help="bundle folder")]
 WorkDir = Annotated[Path, typer.Option(help="checkpoints and intermediate files")]
 SeqLen = Annotated[int, typer.Option(help="fixed sequence length of the exported models")]
 Resume = Annotated[bool, typer.Option(help="continue an interrupted run from --work-dir")]
-Model = Annotated[str, typer.Option(help="teacher or student")]
+Model = Annotated[ModelRole, typer.Option(help="which model of --work-dir")]
 Epochs = Annotated[int | None, typer.Option(help="override the step's epochs (quick runs)")]
 
 
@@ -62,7 +65,10 @@ def command(fn):
     @functools.wraps(fn)
     def run(*args, **kwargs):
         import_frameworks_quietly()
-        return fn(*args, **kwargs)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            PARKING["on"] = False  # in-process callers (tests, notebooks) get native output back
     return app.command()(run)
 
 
@@ -94,16 +100,14 @@ def _with_epochs(cfg: KitConfig, section: str, epochs: int | None, key: str = "t
     """cfg with one fine-tune schedule's epochs replaced (None: unchanged)."""
     if epochs is None:
         return cfg
-    return with_overrides(cfg, section, **{key: dataclasses.replace(getattr(getattr(cfg, section), key), epochs=epochs)})
+    schedule = getattr(getattr(cfg, section), key)
+    return _run(lambda: with_overrides(cfg, section, **{key: dataclasses.replace(schedule, epochs=epochs)}))
 
 
 def _run(job, *args):
     """Run a job; the kit's deliberate errors become one line on stderr and exit code 1.
 
     Anything else (a plain ValueError, KeyError, ...) is a bug and propagates with its traceback."""
-    from converter.errors import KitError
-    from device_runtime.errors import BundleInputError
-
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return job(*args)
@@ -131,12 +135,12 @@ def convert(
 
     cfg = _config(checkpoint, data, out, work_dir, seq_len, epochs=epochs, batch_size=batch_size,
                   learning_rate=learning_rate, max_train_examples=max_train_examples, seed=seed)
-    cfg = with_overrides(dataclasses.replace(cfg, compress=not teacher_only, pooling=pooling), "distill",
+    cfg = _override(dataclasses.replace(cfg, compress=not teacher_only, pooling=pooling), "distill",
                          num_layers=student_layers)
     for section in ("distill", "prune", "qat"):
         cfg = _with_epochs(cfg, section, compress_epochs)
     if compress_epochs is not None:
-        cfg = with_overrides(cfg, "qat", student_epochs=compress_epochs)
+        cfg = _override(cfg, "qat", student_epochs=compress_epochs)
     typer.echo(format_table(_run(run_convert, cfg, resume)))
 
 
@@ -145,7 +149,8 @@ def export(
     checkpoint: Annotated[str, typer.Option(help="fine-tuned sequence-classification checkpoint folder")],
     out: Out = Path(KIT.out_dir), seq_len: SeqLen = KIT.model.max_seq_len,
     quantization: Annotated[str, typer.Option(help="comma-separated list")] = ",".join(KIT.export.quantizations),
-    calibration_data: Annotated[Path | None, typer.Option(help="sentences for full int8 (.tsv/.csv or one per line)")] = None,
+    calibration_data: Annotated[Path | None, typer.Option(exists=True, dir_okay=False,
+                                                          help="sentences for full int8 (.tsv/.csv or one per line)")] = None,
     data: Annotated[Path | None, typer.Option(help="split folder whose test.tsv scores each file")] = None,
     work_dir: WorkDir = Path(KIT.work_dir),
 ):
@@ -188,7 +193,7 @@ def ablation(
     """Train the distilled student of --work-dir again on hard labels only (alpha = 1); print both."""
     from converter.jobs.compression import ablation_report
 
-    cfg = with_overrides(_config(checkpoint, data, Path(KIT.out_dir), work_dir, seq_len), "distill", num_layers=layers)
+    cfg = _override(_config(checkpoint, data, Path(KIT.out_dir), work_dir, seq_len), "distill", num_layers=layers)
     report = _run(ablation_report, _with_epochs(cfg, "distill", epochs), resume)
     typer.echo(f"{'student (Keras, float)':<38} {'dev acc':>8} {'test acc':>8} {'macro-F1':>8} {'AllAgree':>8}")
     for key, name in (("distilled", f"distilled (alpha {report['alpha']}, T {report['temperature']})"),
@@ -202,7 +207,7 @@ def ablation(
 @command
 def prune(
     checkpoint: Checkpoint = KIT.checkpoint, data: Data = None, out: Out = Path(KIT.out_dir),
-    work_dir: WorkDir = Path(KIT.work_dir), seq_len: SeqLen = KIT.model.max_seq_len, model: Model = "teacher",
+    work_dir: WorkDir = Path(KIT.work_dir), seq_len: SeqLen = KIT.model.max_seq_len, model: Model = ModelRole.TEACHER,
     target_sparsity: float = KIT.prune.target_sparsity, resume: Resume = False,
 ):
     """Magnitude-prune the teacher or student with TF-MOT (student: plus prune-preserving QAT)."""
@@ -217,14 +222,14 @@ def prune(
 def qat(
     checkpoint: Checkpoint = KIT.checkpoint, data: Data = None, out: Out = Path(KIT.out_dir),
     work_dir: WorkDir = Path(KIT.work_dir), seq_len: SeqLen = KIT.model.max_seq_len, resume: Resume = False,
-    model: Model = "student",
+    model: Model = ModelRole.STUDENT,
     target: Annotated[QatTarget, typer.Option(help="whose float logits QAT learns")] = KIT.qat.target,
 ):
     """Quantization-aware fine-tune of the distilled student (or the teacher), exported as full int8."""
     from converter.jobs.compression import run_step
     from converter.jobs.context import format_table
 
-    cfg = with_overrides(_config(checkpoint, data, out, work_dir, seq_len), "qat", target=target)
+    cfg = _override(_config(checkpoint, data, out, work_dir, seq_len), "qat", target=target)
     typer.echo(format_table(_run(run_step, cfg, "qat", model, resume)))
 
 
@@ -236,14 +241,14 @@ def slim(
     keep_ffn: Annotated[float, typer.Option(help="student-structured: share of FFN neurons kept")] = KIT.slim.keep_ffn,
     slim_keep_heads: Annotated[float, typer.Option(help="student-slim: share of heads kept")] = KIT.slim.slim_keep_heads,
     slim_keep_ffn: Annotated[float, typer.Option(help="student-slim: share of FFN neurons kept")] = KIT.slim.slim_keep_ffn,
-    extra_text: Annotated[str, typer.Option(help="unlabeled text whose frequent ids the compact table keeps")] = "",
+    extra_text: Annotated[Path | None, typer.Option(exists=True, dir_okay=False,
+                                                    help="unlabeled text whose frequent ids the compact table keeps")] = None,
     extra_top_k: int = KIT.slim.extra_top_k,
     min_count: Annotated[int, typer.Option(help="keep a training id seen this often")] = KIT.slim.min_count,
     embedding_rank: Annotated[int, typer.Option(help="rank of the slim model's word table")] = KIT.slim.embedding_rank,
-    embedding_weights: Annotated[str, typer.Option(help="factorization row weights: counts or none")] = str(
-        KIT.slim.embedding_weights),
+    embedding_weights: Annotated[EmbeddingWeights, typer.Option(help="factorization row weights")] = KIT.slim.embedding_weights,
     unk_copy_prob: Annotated[float, typer.Option(help="slim recovery: [UNK] rate of the extra copy")] = KIT.slim.unk_copy_prob,
-    bucket_quantization: Annotated[str, typer.Option(help="quantization of the length-bucket files")] = str(
+    bucket_quantization: Annotated[Quantization, typer.Option(help="quantization of the length-bucket files")] = (
         KIT.slim.bucket_quantization),
     slim_epochs: Annotated[int | None, typer.Option(help="recovery epochs of the slim model")] = None,
     resume: Resume = False,
@@ -254,7 +259,7 @@ def slim(
 
     cfg = _override(_config(checkpoint, data, out, work_dir, seq_len), "slim", keep_heads=keep_heads,
                keep_ffn=keep_ffn, slim_keep_heads=slim_keep_heads, slim_keep_ffn=slim_keep_ffn,
-               extra_text=extra_text, extra_top_k=extra_top_k, min_count=min_count,
+               extra_text=str(extra_text or ""), extra_top_k=extra_top_k, min_count=min_count,
                embedding_rank=embedding_rank, embedding_weights=embedding_weights,
                unk_copy_prob=unk_copy_prob, bucket_quantization=bucket_quantization)
     cfg = _with_epochs(cfg, "slim", slim_epochs, key="slim_recovery")

@@ -25,6 +25,11 @@ class Choice(str, Enum):
     __format__ = str.__format__
 
 
+class ModelRole(Choice):
+    TEACHER = "teacher"
+    STUDENT = "student"
+
+
 class Pooling(Choice):
     CLS = "cls"  # BERT: the pooler reads the [CLS] row
     MEAN = "mean"  # masked mean of all rows (sentence-transformers)

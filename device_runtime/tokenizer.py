@@ -29,11 +29,11 @@ class VocabError(BundleInputError, ValueError):
     """vocab.txt is missing, empty or lacks a special token; the message names the file."""
 
 
-class UnicodeTableError(RuntimeError):
+class UnicodeTableError(BundleInputError, RuntimeError):
     """unicode_overrides.py was made for another Unicode version than this Python's unicodedata."""
 
 
-REGENERATE = "python tools/make_unicode_overrides.py"
+REGENERATE = "python -m tools.make_unicode_overrides"
 
 
 @functools.cache
@@ -47,7 +47,8 @@ def unicode_overrides() -> dict[int, str]:
     Raises UnicodeTableError unless this Python's Unicode version is the one the table was made for."""
     if unicodedata.unidata_version != UNIDATA_VERSION:
         raise UnicodeTableError(f"device_runtime/unicode_overrides.py was made for Unicode {UNIDATA_VERSION}, but this "
-                                f"Python has Unicode {unicodedata.unidata_version}; regenerate it: {REGENERATE}")
+                                f"Python has Unicode {unicodedata.unidata_version}; regenerate it on the host with this "
+                                f"Python version (needs transformers): {REGENERATE}")
     return _expand_runs()
 
 

@@ -100,7 +100,7 @@ def test_unicode_version_mismatch_names_both_versions_and_the_command(monkeypatc
         WordPieceTokenizer(SMALL)
     message = str(err.value)
     assert f"Unicode {UNIDATA_VERSION}" in message and "Unicode 99.0.0" in message
-    assert "python tools/make_unicode_overrides.py" in message and "\n" not in message
+    assert "python -m tools.make_unicode_overrides" in message and "\n" not in message
     assert WordPieceTokenizer(SMALL, overrides={}).tokenize_ids("Profit rose.") == [5, 6, 9]  # the generator's path
 
 

@@ -135,23 +135,24 @@ def write_bundle(out_dir: Path, entries: list[dict], vocab: Path, labels, seq_le
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        shutil.copyfile(vocab, staging / "vocab.txt")
-        vocab_sha = sha256_of(staging / "vocab.txt")
+        shutil.copyfile(vocab, staging / VOCAB_FILE)
+        vocab_sha = sha256_of(staging / VOCAB_FILE)
         previous = read_manifest(out_dir) if keep_existing else None
         kept = []
-        if previous and previous.get("vocab_sha256") == vocab_sha and previous.get("seq_len") == seq_len:
-            names = {e["name"] for e in entries}
-            kept = [dict(e, source=str(out_dir / e["file"]),
+        if previous and previous.get(Key.VOCAB_SHA256) == vocab_sha and previous.get(Key.SEQ_LEN) == seq_len:
+            names = {e[Key.NAME] for e in entries}
+            kept = [dict(e, source=str(out_dir / e[Key.FILE]),
                          extra_sources={f: str(out_dir / f) for f in extra_files(e).values()})
-                    for e in previous["models"] if e["name"] not in names]
+                    for e in previous[Key.MODELS] if e[Key.NAME] not in names]
         models = []
         for entry in kept + entries:
             entry = dict(entry)
             for name, extra in entry.pop("extra_sources", {}).items():  # id maps, bucket files
                 shutil.copyfile(extra, staging / name)
             source = Path(entry.pop("source"))
-            shutil.copyfile(source, staging / entry["file"])
-            entry.update(sha256=sha256_of(staging / entry["file"]), bytes=(staging / entry["file"]).stat().st_size)
+            target = staging / entry[Key.FILE]
+            shutil.copyfile(source, target)
+            entry.update({Key.SHA256: sha256_of(target), Key.BYTES: target.stat().st_size})
             models.append(entry)
         manifest = {Key.FORMAT_VERSION: FORMAT_VERSION, Key.LABELS: list(labels), Key.SEQ_LEN: seq_len,
                     Key.VOCAB: VOCAB_FILE, Key.VOCAB_SHA256: vocab_sha, Key.DO_LOWER_CASE: do_lower_case,

@@ -11,7 +11,7 @@ from pathlib import Path
 from converter.compress.distill import distill, distillation_data, student_config
 from converter.compress.prune import prune
 from converter.compress.qat import qat, trained_float
-from converter.config import LABELS, KitConfig, ModelConfig
+from converter.config import LABELS, KitConfig, ModelConfig, ModelRole, QatTarget
 from converter.data.augment import token_id
 from converter.errors import ConfigError, MissingFileError
 from converter.export.bundle import write_bundle
@@ -31,7 +31,9 @@ from converter.modeling.bert import build_classifier
 from device_runtime.format import Quantization
 
 log = logging.getLogger(__name__)
-STUDENT_QUANTIZATIONS = tuple(Quantization)  # the student ships in every quantization
+STUDENT_QUANTIZATIONS = (Quantization.FLOAT32, Quantization.DYNAMIC, Quantization.FLOAT16, Quantization.INT8,
+                         Quantization.INT16X8)
+PRUNED_QUANTIZATIONS = (Quantization.DYNAMIC, Quantization.INT8)  # the teacher's; the student's: int8
 
 
 def keras_test_metrics(model, ctx: Context) -> dict:
@@ -119,7 +121,7 @@ def run_qat(cfg: KitConfig, ctx: Context, model, model_cfg: ModelConfig, calibra
     For the teacher both are the same."""
     train, dev = train_dev(ctx)
     work = Path(cfg.work_dir) / f"{prefix}_qat"
-    source = teacher if cfg.qat.target == "teacher" else model
+    source = teacher if cfg.qat.target == QatTarget.TEACHER else model
     print(f"quantization-aware training of the {prefix} (distillation loss from the float "
           f"{'teacher' if source is teacher else prefix})", flush=True)
     train, loss = distillation_targets(cfg, source, train, None if source is teacher else work)
@@ -127,13 +129,13 @@ def run_qat(cfg: KitConfig, ctx: Context, model, model_cfg: ModelConfig, calibra
                                                                                    epochs=cfg.qat.student_epochs))
     quantized, state = qat(model, train, dev, qat_cfg, work, resume=resume, loss=loss)
     # The fine-tuned weights, converted like post-training int8 (see converter.compress.qat: trained_float).
-    entries = export_variants(trained_float(quantized, model), model_cfg, f"{prefix}-qat", ctx, cfg, ("int8",),
+    entries = export_variants(trained_float(quantized, model), model_cfg, f"{prefix}-qat", ctx, cfg, (Quantization.INT8,),
                               calibration)
     return entries, {"best_dev_accuracy": state["best_dev_accuracy"]}
 
 
 def run_prune(cfg: KitConfig, ctx: Context, model, model_cfg: ModelConfig, prefix: str, calibration,
-              quantizations=("dynamic", "int8"), with_pqat: bool = False, resume=False):
+              quantizations=PRUNED_QUANTIZATIONS, with_pqat: bool = False, resume=False):
     """Prune `model` to the target sparsity; export; optionally add prune-preserving QAT."""
     train, dev = train_dev(ctx)
     tag = f"{prefix}-pruned{round(cfg.prune.target_sparsity * 100)}"
@@ -146,7 +148,7 @@ def run_prune(cfg: KitConfig, ctx: Context, model, model_cfg: ModelConfig, prefi
         print(f"{tag}: prune-preserving quantization-aware training", flush=True)
         pqat, _ = qat(pruned, train, dev, cfg.qat, Path(cfg.work_dir) / f"{tag}_pqat".replace("-", "_"),
                       preserve_sparsity=True, resume=resume)
-        entries += export_variants(pqat, model_cfg, f"{tag}-pqat", ctx, cfg, ("int8",), calibration)
+        entries += export_variants(pqat, model_cfg, f"{tag}-pqat", ctx, cfg, (Quantization.INT8,), calibration)
     return entries, report
 
 
@@ -162,7 +164,7 @@ def run_compression(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelCon
     teacher_entries, report["teacher_pruning"] = run_prune(cfg, ctx, teacher, teacher_cfg, "teacher", calibration,
                                                            resume=resume)
     student_entries, report["student_pruning"] = run_prune(cfg, ctx, student, student_cfg, "student", calibration,
-                                                           quantizations=("int8",), with_pqat=True, resume=resume)
+                                                           quantizations=(Quantization.INT8,), with_pqat=True, resume=resume)
     entries += qat_entries + teacher_entries + student_entries
     if cfg.slim.enabled:
         slim_entries, report["slim"] = run_slim(cfg, ctx, teacher, teacher_cfg, student, student_cfg, calibration, resume)
@@ -173,8 +175,10 @@ def run_compression(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelCon
 
 def run_step(cfg: KitConfig, step: str, target: str = "teacher", resume: bool = False) -> dict:
     """One compression step on models fine-tuned earlier in work_dir; its entries join the bundle."""
-    if target not in ("teacher", "student"):
-        raise ConfigError(f"--model must be teacher or student, not {target!r}")
+    try:
+        target = ModelRole(target)
+    except ValueError:
+        raise ConfigError(f"--model must be teacher or student, not {target!r}") from None
     ctx, teacher, teacher_cfg = trained_teacher(cfg)
     calibration = calibration_inputs(ctx.splits["train"], cfg.export.num_calibration_examples, cfg.export.calibration_seed)
     if step == "distill":
@@ -186,13 +190,14 @@ def run_step(cfg: KitConfig, step: str, target: str = "teacher", resume: bool = 
         write_json_atomic(Path(cfg.work_dir) / "report_slim.json", report)
     else:
         student_cfg = student_config(teacher_cfg, cfg.distill)
-        model, model_cfg = ((teacher, teacher_cfg) if target == "teacher"
+        model, model_cfg = ((teacher, teacher_cfg) if target == ModelRole.TEACHER
                             else (load_trained(cfg, student_cfg, "student"), student_cfg))
         if step == "qat":
             entries = run_qat(cfg, ctx, model, model_cfg, calibration, teacher, resume, prefix=target)[0]
         elif step == "prune":
-            entries = run_prune(cfg, ctx, model, model_cfg, target, calibration, with_pqat=target == "student",
-                                quantizations=("dynamic", "int8") if target == "teacher" else ("int8",), resume=resume)[0]
+            entries = run_prune(cfg, ctx, model, model_cfg, target, calibration, with_pqat=target == ModelRole.STUDENT,
+                                quantizations=PRUNED_QUANTIZATIONS if target == ModelRole.TEACHER else (Quantization.INT8,),
+                                resume=resume)[0]
         else:
             raise ConfigError(f"unknown step {step!r}")
     return write_bundle(Path(cfg.out_dir), entries, ctx.vocab, LABELS, cfg.model.max_seq_len, ctx.do_lower_case)
