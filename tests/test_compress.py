@@ -263,3 +263,25 @@ def test_qat_without_dropout_trains_deterministically(tiny):
         first, second = (quantized(batch, training=True).numpy() for _ in range(2))
         # Without dropout only a few int8 rounding steps differ (0.01 measured); dropout: 0.35.
         assert (np.abs(first - second).max() < 0.05) != dropout
+
+
+@pytest.mark.parametrize("step", ["prune", "qat", "pqat"])
+def test_resume_restores_pruning_and_qat_wrappers(tiny, tmp_path, step, capsys):
+    """--resume after a pruning or QAT epoch reloads the wrapped model (masks, steps, quantizer
+    ranges) into a freshly wrapped one and continues; nothing is refused as a mismatch."""
+    model, _, train, dev = tiny
+    one = replace(QUICK, epochs=1)
+    prune_cfg = PruneConfig(target_sparsity=0.5, frequency=1, end_fraction=0.5, train=one)
+    base = prune(model, train, dev, prune_cfg, tmp_path / "base")[0] if step == "pqat" else model
+
+    def run(work, epochs, resume):
+        if step == "prune":
+            return prune(model, train, dev, replace(prune_cfg, train=replace(one, epochs=epochs)), work, resume=resume)
+        cfg = QatConfig(train=replace(one, epochs=epochs))
+        return qat(base, train, dev, cfg, work, preserve_sparsity=step == "pqat", resume=resume)
+
+    run(tmp_path / step, 1, False)
+    capsys.readouterr()
+    resumed, state = run(tmp_path / step, 2, True)
+    assert "resuming" in capsys.readouterr().out
+    assert state["epoch"] == 2 and [row["epoch"] for row in state["history"]] == [1, 2]
