@@ -63,9 +63,9 @@ def convert(model, seq_len: int, quantization: str, calibration: dict[str, np.nd
             converter.target_spec.supported_ops.append(ops.TFLITE_BUILTINS)
         if float_ops:
             options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(float_ops))
-            debugger = tf.lite.experimental.QuantizationDebugger(
-                converter=converter, debug_dataset=_representative(calibration), debug_options=options)
-            with native_output_parked():
+            with native_output_parked():  # the debugger quantizes (and prints its settings) when built
+                debugger = tf.lite.experimental.QuantizationDebugger(
+                    converter=converter, debug_dataset=_representative(calibration), debug_options=options)
                 return debugger.get_nondebug_quantized_model()
     with native_output_parked():
         return converter.convert()
@@ -85,7 +85,8 @@ def export_tflite(model, seq_len: int, quantization: str, path: Path, calibratio
 
     def check(tmp: Path) -> None:
         try:
-            TFLiteModel(tmp, seq_len=seq_len)
+            with native_output_parked():  # LiteRT's "Created ... XNNPACK delegate" line
+                TFLiteModel(tmp, seq_len=seq_len)
         except ModelLoadError as err:  # name the file being exported, not its temporary twin
             raise ModelLoadError(str(err).replace(str(tmp), str(path))) from None
 
@@ -96,6 +97,7 @@ def export_tflite(model, seq_len: int, quantization: str, path: Path, calibratio
 
 def tflite_logits(path: Path, inputs: dict[str, np.ndarray], num_threads: int = 2) -> np.ndarray:
     """Run a .tflite file row by row over encoded inputs -> (n, labels) float32 logits."""
-    runner = TFLiteModel(path, num_threads=num_threads)
+    with native_output_parked():
+        runner = TFLiteModel(path, num_threads=num_threads)
     rows = len(inputs[INPUT_NAMES[0]])
     return np.concatenate([runner.predict({k: v[i:i + 1] for k, v in inputs.items()}) for i in range(rows)])
