@@ -23,15 +23,15 @@ from converter.modeling.bert import rebuild
 def head_scores(model, cfg: ModelConfig, i: int) -> np.ndarray:
     """(heads,) importance of each head of layer i."""
     size, heads = cfg.head_size, cfg.heads(i)
-    value = model.get_layer(names.block(i, "attn_value")).kernel.numpy().reshape(-1, heads, size)  # (hidden, heads, d)
-    output = model.get_layer(names.block(i, "attn_output")).kernel.numpy().reshape(heads, size, -1)  # (heads, d, hidden)
+    value = model.get_layer(names.block(i, names.ATTN_VALUE)).kernel.numpy().reshape(-1, heads, size)  # (hidden, heads, d)
+    output = model.get_layer(names.block(i, names.ATTN_OUTPUT)).kernel.numpy().reshape(heads, size, -1)  # (heads, d, hidden)
     return np.linalg.norm(value, axis=(0, 2)) * np.linalg.norm(output, axis=(1, 2))
 
 
 def neuron_scores(model, i: int) -> np.ndarray:
     """(intermediate,) importance of each feed-forward neuron of layer i."""
-    w_in = model.get_layer(names.block(i, "ffn_in")).kernel.numpy()  # (hidden, intermediate)
-    w_out = model.get_layer(names.block(i, "ffn_out")).kernel.numpy()  # (intermediate, hidden)
+    w_in = model.get_layer(names.block(i, names.FFN_IN)).kernel.numpy()  # (hidden, intermediate)
+    w_out = model.get_layer(names.block(i, names.FFN_OUT)).kernel.numpy()  # (intermediate, hidden)
     return np.linalg.norm(w_in, axis=0) * np.linalg.norm(w_out, axis=1)
 
 
@@ -40,7 +40,7 @@ def taylor_scores(model, cfg: ModelConfig, inputs: list, labels: np.ndarray, bat
     import tensorflow as tf
 
     variables = [model.get_layer(names.block(i, part)).kernel for i in range(cfg.num_layers)
-                 for part in (names.ATTN_DENSE[-1], names.FFN_DENSE[-1])]
+                 for part in (names.ATTN_OUTPUT, names.FFN_OUT)]
     kernels = [variable.numpy() for variable in variables]  # constant while scoring
     totals = [np.zeros(cfg.heads(i)) if k % 2 == 0 else np.zeros(cfg.intermediate(i))
               for i in range(cfg.num_layers) for k in range(2)]
@@ -97,15 +97,15 @@ def slice_model(model, cfg: ModelConfig, heads: list, neurons: list):
     for i in range(cfg.num_layers):
         cols = _head_columns(heads[i], cfg.head_size)
         w = {part: model.get_layer(names.block(i, part)).get_weights() for part in SLICED_PARTS}
-        for part in ("attn_query", "attn_key", "attn_value"):  # kept heads' output columns
+        for part in (names.ATTN_QUERY, names.ATTN_KEY, names.ATTN_VALUE):  # kept heads' output columns
             kernel, bias = w[part]
             sliced[names.block(i, part)] = [kernel[:, cols], bias[cols]]
-        kernel, bias = w["attn_output"]
-        sliced[names.block(i, "attn_output")] = [kernel[cols], bias]  # kept heads' input rows
-        kernel, bias = w["ffn_in"]
-        sliced[names.block(i, "ffn_in")] = [kernel[:, neurons[i]], bias[neurons[i]]]
-        kernel, bias = w["ffn_out"]
-        sliced[names.block(i, "ffn_out")] = [kernel[neurons[i]], bias]
+        kernel, bias = w[names.ATTN_OUTPUT]
+        sliced[names.block(i, names.ATTN_OUTPUT)] = [kernel[cols], bias]  # kept heads' input rows
+        kernel, bias = w[names.FFN_IN]
+        sliced[names.block(i, names.FFN_IN)] = [kernel[:, neurons[i]], bias[neurons[i]]]
+        kernel, bias = w[names.FFN_OUT]
+        sliced[names.block(i, names.FFN_OUT)] = [kernel[neurons[i]], bias]
     # everything else (embeddings, norms, pooler, head) copies as is
     return rebuild(model, small_cfg, sliced), small_cfg
 
@@ -113,12 +113,12 @@ def slice_model(model, cfg: ModelConfig, heads: list, neurons: list):
 def zero_removed(model, cfg: ModelConfig, heads: list, neurons: list) -> None:
     """In place: zero the removed heads' output rows and removed neurons' rows (for tests)."""
     for i in range(cfg.num_layers):
-        out = model.get_layer(names.block(i, "attn_output"))
+        out = model.get_layer(names.block(i, names.ATTN_OUTPUT))
         kernel, bias = out.get_weights()
         drop = np.setdiff1d(np.arange(kernel.shape[0]), _head_columns(heads[i], cfg.head_size))
         kernel[drop] = 0.0
         out.set_weights([kernel, bias])
-        ffn = model.get_layer(names.block(i, "ffn_out"))
+        ffn = model.get_layer(names.block(i, names.FFN_OUT))
         kernel, bias = ffn.get_weights()
         kernel[np.setdiff1d(np.arange(kernel.shape[0]), neurons[i])] = 0.0
         ffn.set_weights([kernel, bias])

@@ -24,23 +24,23 @@ def _dense(units: int, name: str, cfg: ModelConfig, activation=None):
 def encoder_block(x, bias, cfg: ModelConfig, i: int):
     """One transformer layer (post-norm, as in BERT). x: (batch, seq, hidden); bias (batch, 1, 1, seq)."""
     width = cfg.heads(i) * cfg.head_size  # fewer heads after structured pruning
-    query = _dense(width, names.block(i, "attn_query"), cfg)(x)
-    key = _dense(width, names.block(i, "attn_key"), cfg)(x)
-    value = _dense(width, names.block(i, "attn_value"), cfg)(x)
+    query = _dense(width, names.block(i, names.ATTN_QUERY), cfg)(x)
+    key = _dense(width, names.block(i, names.ATTN_KEY), cfg)(x)
+    value = _dense(width, names.block(i, names.ATTN_VALUE), cfg)(x)
     context = AttentionCore(cfg.heads(i), cfg.head_size, cfg.dropout_rate,
-                            name=names.block(i, "attn_core"))([query, key, value, bias])
-    attn = _dense(cfg.hidden_size, names.block(i, "attn_output"), cfg)(context)
-    attn = keras.layers.Dropout(cfg.dropout_rate, name=names.block(i, "attn_dropout"))(attn)
-    x = keras.layers.Add(name=names.block(i, "attn_residual"))([x, attn])
-    x = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name=names.block(i, "attn_norm"))(x)
+                            name=names.block(i, names.ATTN_CORE))([query, key, value, bias])
+    attn = _dense(cfg.hidden_size, names.block(i, names.ATTN_OUTPUT), cfg)(context)
+    attn = keras.layers.Dropout(cfg.dropout_rate, name=names.block(i, names.ATTN_DROPOUT))(attn)
+    x = keras.layers.Add(name=names.block(i, names.ATTN_RESIDUAL))([x, attn])
+    x = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name=names.block(i, names.ATTN_NORM))(x)
 
     # Exact (erf) GELU, as BERT's "gelu"; a separate layer so Dense stays linear for QAT.
-    hidden = _dense(cfg.intermediate(i), names.block(i, "ffn_in"), cfg)(x)
-    hidden = keras.layers.Activation("gelu", name=names.block(i, "ffn_gelu"))(hidden)
-    out = _dense(cfg.hidden_size, names.block(i, "ffn_out"), cfg)(hidden)
-    out = keras.layers.Dropout(cfg.dropout_rate, name=names.block(i, "ffn_dropout"))(out)
-    x = keras.layers.Add(name=names.block(i, "ffn_residual"))([x, out])
-    return keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name=names.block(i, "ffn_norm"))(x)
+    hidden = _dense(cfg.intermediate(i), names.block(i, names.FFN_IN), cfg)(x)
+    hidden = keras.layers.Activation("gelu", name=names.block(i, names.FFN_GELU))(hidden)
+    out = _dense(cfg.hidden_size, names.block(i, names.FFN_OUT), cfg)(hidden)
+    out = keras.layers.Dropout(cfg.dropout_rate, name=names.block(i, names.FFN_DROPOUT))(out)
+    x = keras.layers.Add(name=names.block(i, names.FFN_RESIDUAL))([x, out])
+    return keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name=names.block(i, names.FFN_NORM))(x)
 
 
 def build_classifier(cfg: ModelConfig, name: str = "bert_classifier") -> keras.Model:
@@ -93,5 +93,5 @@ def rebuild(model: keras.Model, cfg: ModelConfig, replaced: dict[str, list] | No
 
 def encoder_outputs(model: keras.Model, num_layers: int) -> keras.Model:
     """A view of the classifier returning (last hidden state, pooled output); shares weights."""
-    last = model.get_layer(names.block(num_layers - 1, "ffn_norm")).output
+    last = model.get_layer(names.block(num_layers - 1, names.FFN_NORM)).output
     return keras.Model(model.inputs, [last, model.get_layer(names.POOLER).output])

@@ -16,11 +16,17 @@ POOLER = "pooler"
 CLASSIFIER = "classifier"
 HEAD = (POOLER, CLASSIFIER)
 
-ATTN_DENSE = ("attn_query", "attn_key", "attn_value", "attn_output")
-FFN_DENSE = ("ffn_in", "ffn_out")
+# The parts of encoder block i, each a layer named block(i, part).
+ATTN_QUERY, ATTN_KEY, ATTN_VALUE, ATTN_OUTPUT = "attn_query", "attn_key", "attn_value", "attn_output"
+ATTN_CORE, ATTN_DROPOUT, ATTN_RESIDUAL, ATTN_NORM = "attn_core", "attn_dropout", "attn_residual", "attn_norm"
+FFN_IN, FFN_GELU, FFN_OUT = "ffn_in", "ffn_gelu", "ffn_out"
+FFN_DROPOUT, FFN_RESIDUAL, FFN_NORM = "ffn_dropout", "ffn_residual", "ffn_norm"
+
+ATTN_DENSE = (ATTN_QUERY, ATTN_KEY, ATTN_VALUE, ATTN_OUTPUT)
+FFN_DENSE = (FFN_IN, FFN_OUT)
 ENCODER_DENSE = ATTN_DENSE + FFN_DENSE  # every weight matrix of an encoder block
 # Every weighted layer of a block, in the order the distillation copies them.
-BLOCK_WEIGHTED = ATTN_DENSE + ("attn_norm",) + FFN_DENSE + ("ffn_norm",)
+BLOCK_WEIGHTED = ATTN_DENSE + (ATTN_NORM,) + FFN_DENSE + (FFN_NORM,)
 
 
 def block(i: int | str, part: str) -> str:
@@ -42,4 +48,4 @@ ENCODER_DENSE_NAME = re.compile(rf"^layer_\d+_({_parts_pattern(ENCODER_DENSE)})$
 # A TFLite tensor name that holds an encoder weight matrix. The converter folds the
 # 1/sqrt(head_size) query scaling into the query kernel, so that weight is named after the
 # attention core's `mul`.
-ENCODER_WEIGHT_TENSOR = re.compile(rf"layer_\d+_({_parts_pattern(ENCODER_DENSE + ('attn_core/mul',))})")
+ENCODER_WEIGHT_TENSOR = re.compile(rf"layer_\d+_({_parts_pattern(ENCODER_DENSE + (ATTN_CORE + '/mul',))})")
