@@ -16,23 +16,9 @@ import numpy as np
 
 
 def write_bytes_atomic(path: Path, data: bytes, check: Callable[[Path], object] | None = None) -> None:
-    """Write `data` to a temporary file beside `path`, fsync, then rename over `path`.
-
-    check: called with the temporary file before the rename; if it raises, `path` is untouched."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if check is not None:
-            check(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """`data` into `path` through write_file_atomic; check: called with the temporary file before the
+    rename, and if it raises, `path` is untouched."""
+    write_file_atomic(path, lambda tmp: tmp.write_bytes(data), check)
 
 
 def write_json_atomic(path: Path, obj, indent: int | None = 2) -> None:
@@ -47,17 +33,22 @@ def save_npy_atomic(path: Path, array: np.ndarray) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
-def write_file_atomic(path: Path, write: Callable[[Path], object]) -> None:
+def write_file_atomic(path: Path, write: Callable[[Path], object],
+                      check: Callable[[Path], object] | None = None) -> None:
     """write(tmp) to a temporary file beside `path` (same suffixes, so a writer that picks the
-    format by name still does, e.g. Keras .weights.h5), fsync, then rename over `path`."""
+    format by name still does, e.g. Keras .weights.h5), fsync, check(tmp), then rename over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     stem, dot, suffixes = path.name.partition(".")
-    tmp = path.with_name(f".{stem}.partial-{os.getpid()}{dot}{suffixes}")
+    fd, name = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".partial{dot}{suffixes}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        if check is not None:
+            check(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

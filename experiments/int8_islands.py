@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from converter.config import KitConfig
-from converter.export.tflite import convert, write_atomic
+from converter.export.tflite import convert
+from converter.files import write_bytes_atomic
 from converter.jobs.compression import load_trained, teacher_config
 from converter.jobs.context import calibration_inputs, prepare
 from converter.modeling import hf_weights as ck
@@ -59,7 +60,7 @@ def main() -> None:
     print(f"{'setting':<45} {'dev acc':>8} {'p50 ms':>8}")
     for name, (quantization, float_ops) in SETTINGS.items():
         path = Path(args.work_dir) / "islands" / f"{name.split(',')[0]}-{len(float_ops)}.tflite"
-        write_atomic(path, convert(model, cfg.model.max_seq_len, quantization, calibration, float_ops))
+        write_bytes_atomic(path, convert(model, cfg.model.max_seq_len, quantization, calibration, float_ops))
         runner = TFLiteModel(path, num_threads=1)
         predictions = [runner.predict({k: v[i:i + 1] for k, v in inputs.items()}).argmax() for i in range(len(labels))]
         print(f"{name:<45} {np.mean(np.array(predictions) == labels):>8.4f} {p50_ms(runner, inputs, args.runs):>8.2f}",

@@ -24,10 +24,10 @@ from pathlib import Path
 
 from converter.compress.compact import map_inputs
 from converter.compress.distill import student_config
-from converter.config import KitConfig, with_overrides
+from converter.config import EmbeddingWeights, KitConfig, with_overrides
 from converter.jobs.compression import load_trained, trained_teacher
 from converter.jobs.context import calibration_inputs, export_variants
-from converter.jobs.slim import EMBEDDING_WEIGHTS, compaction, mapped_context, slim_model
+from converter.jobs.slim import compaction, mapped_context, slim_model
 from experiments.sweep_variants import file_metrics, parse_variant, sweep_arguments, write_results
 
 SLIM = KitConfig().slim
@@ -52,7 +52,7 @@ def tag_of(v: dict) -> str:
 
 def main() -> None:
     args = sweep_arguments(VARIANTS)
-    variants = [parse_variant(text, DEFAULTS, {"weights": EMBEDDING_WEIGHTS, "cut": tuple(CUTS)})
+    variants = [parse_variant(text, DEFAULTS, {"weights": tuple(w.value for w in EmbeddingWeights), "cut": tuple(CUTS)})
                 for text in args.variants.split(";") if text.strip()]
 
     cfg = replace(KitConfig(), work_dir=args.work_dir)

@@ -12,6 +12,7 @@ from converter.config import ExportConfig
 from converter.export import bundle
 from converter.export import tflite as ex
 from converter.export.bundle import read_manifest, write_bundle
+from converter.files import write_bytes_atomic
 from converter.jobs import convert as pipeline
 from converter.modeling.hf_weights import build_from_checkpoint
 from device_runtime.bundle import sha256_of
@@ -64,7 +65,7 @@ def test_int8_keeps_float_islands_only_where_configured(tiny_model, tmp_path):
 def test_shape_check_rejects_a_one_token_signature(tmp_path):
     model, _, _, _ = build_from_checkpoint(str(TINY_BERT), 1)
     path = tmp_path / "one.tflite"
-    ex.write_atomic(path, ex.convert(model, 1, "float32"))
+    write_bytes_atomic(path, ex.convert(model, 1, "float32"))
     assert TFLiteModel(path).input_shapes() == {"input_ids": [1, 1], "attention_mask": [1, 1]}
     with pytest.raises(ModelLoadError, match=r"input '(input_ids|attention_mask)' has shape \[1, 1\], expected \[1, 7\]"):
         TFLiteModel(path, seq_len=7)
@@ -75,7 +76,7 @@ def test_write_atomic_leaves_no_partial_file(tmp_path, monkeypatch):
     target.write_bytes(b"old")
     monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError, match="disk full"):
-        ex.write_atomic(target, b"new" * 1000)
+        write_bytes_atomic(target, b"new" * 1000)
     assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["model.tflite"]
 
 

@@ -22,7 +22,6 @@ from converter.train.finetune import fit_classifier, seed_everything
 
 log = logging.getLogger(__name__)
 SHARED_LAYERS = (names.WORD, names.POSITION, names.SEGMENT, names.EMBEDDINGS_NORM) + names.HEAD
-BLOCK_PARTS = names.BLOCK_WEIGHTED
 
 
 @keras.utils.register_keras_serializable(package="converter")
@@ -69,7 +68,7 @@ def init_student(teacher, teacher_cfg: ModelConfig, student_cfg: ModelConfig) ->
         return student
     pairs = [(name, name) for name in SHARED_LAYERS]
     for s, t in enumerate(teacher_layer_map(teacher_cfg.num_layers, student_cfg.num_layers)):
-        pairs += [(names.block(s, part), names.block(t, part)) for part in BLOCK_PARTS]
+        pairs += [(names.block(s, part), names.block(t, part)) for part in names.BLOCK_WEIGHTED]
     for student_name, teacher_name in pairs:
         student.get_layer(student_name).set_weights(teacher.get_layer(teacher_name).get_weights())
     log.info("student initialised from teacher layers %s", teacher_layer_map(teacher_cfg.num_layers, student_cfg.num_layers))

@@ -12,12 +12,9 @@ from converter.config import PruneConfig
 from converter.modeling import names
 from converter.train.finetune import fit_classifier
 
-# Encoder projections: Q, K, V, attention output and both feed-forward Dense layers.
-ENCODER_DENSE = names.ENCODER_DENSE_NAME
-
 
 def prune_targets(model, cfg: PruneConfig) -> list[str]:
-    dense = [layer.name for layer in model.layers if ENCODER_DENSE.match(layer.name)]
+    dense = [layer.name for layer in model.layers if names.ENCODER_DENSE_NAME.match(layer.name)]
     return dense + ([names.WORD] if cfg.prune_embeddings else [])
 
 

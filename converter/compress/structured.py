@@ -82,7 +82,6 @@ def keep_top(scores: tuple[list, list], keep_heads: float, keep_ffn: float) -> t
     return [_top(h, keep_heads) for h in head], [_top(n, keep_ffn) for n in neuron]
 
 
-SLICED_PARTS = names.ENCODER_DENSE
 
 
 def _head_columns(heads: np.ndarray, size: int) -> np.ndarray:
@@ -96,7 +95,7 @@ def slice_model(model, cfg: ModelConfig, heads: list, neurons: list):
     sliced = {}
     for i in range(cfg.num_layers):
         cols = _head_columns(heads[i], cfg.head_size)
-        w = {part: model.get_layer(names.block(i, part)).get_weights() for part in SLICED_PARTS}
+        w = {part: model.get_layer(names.block(i, part)).get_weights() for part in names.ENCODER_DENSE}
         for part in (names.ATTN_QUERY, names.ATTN_KEY, names.ATTN_VALUE):  # kept heads' output columns
             kernel, bias = w[part]
             sliced[names.block(i, part)] = [kernel[:, cols], bias[cols]]

@@ -11,8 +11,6 @@ import numpy as np
 from converter.modeling import names
 from device_runtime.interpreter import TFLiteModel
 
-ENCODER_WEIGHT = names.ENCODER_WEIGHT_TENSOR
-
 
 def encoder_weights(path: Path) -> dict[str, np.ndarray]:
     """The constant weight of every encoder FULLY_CONNECTED op, by tensor name (through DEQUANTIZE)."""
@@ -38,7 +36,7 @@ def _encoder_weight_tensors(path: Path) -> dict[str, tuple[np.ndarray, dict]]:
         if index in producer and producer[index]["op_name"] == "DEQUANTIZE":
             index = producer[index]["inputs"][0]
         name = tensors[index]["name"]
-        if ENCODER_WEIGHT.search(name):
+        if names.ENCODER_WEIGHT_TENSOR.search(name):
             weights[name] = (interpreter.get_tensor(index), tensors[index])
     return weights
 

@@ -71,11 +71,6 @@ def convert(model, seq_len: int, quantization: str, calibration: dict[str, np.nd
         return converter.convert()
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: never a truncated file."""
-    write_bytes_atomic(path, data)
-
-
 def export_tflite(model, seq_len: int, quantization: str, path: Path, calibration=None, float_ops=()) -> Path:
     """Convert, prove the new file's inputs are [1, seq_len] (shape and signature), then rename it into place.
 

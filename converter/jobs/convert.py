@@ -13,6 +13,7 @@ from converter.files import write_json_atomic
 from converter.jobs.compression import run_compression
 from converter.jobs.context import Context, calibration_inputs, export_variants, format_table, prepare, teacher_pooling, train_dev
 from converter.modeling import hf_weights as ck
+from converter.modeling import names
 from converter.train.finetune import fit_classifier, seed_everything
 
 
@@ -20,7 +21,7 @@ def train_teacher(cfg: KitConfig, ctx: Context, resume: bool = False):
     folder = Path(cfg.work_dir) / "teacher"
     seed_everything(cfg.finetune.seed)  # the fresh classifier head is random: unseeded, every run differed
     pooling = teacher_pooling(cfg, ctx.folder) if resume else ck.resolve_pooling(cfg.pooling, ctx.folder)
-    model, model_cfg, _, _ = ck.build_from_checkpoint(cfg.checkpoint, cfg.model.max_seq_len, allow_fresh=ck.HEAD_LAYERS,
+    model, model_cfg, _, _ = ck.build_from_checkpoint(cfg.checkpoint, cfg.model.max_seq_len, allow_fresh=names.HEAD,
                                                       pooling=pooling, options=cfg.model)
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder / "head.json", {"pooling": pooling}, indent=None)

@@ -11,7 +11,7 @@ import numpy as np
 from converter.compress.compact import compact_model, factorize_embeddings, id_map, kept_ids, map_inputs
 from converter.compress.distill import distill
 from converter.compress.structured import importance_scores, keep_top, slice_model
-from converter.config import EmbeddingWeights, KitConfig, ModelConfig, SlimConfig
+from converter.config import KitConfig, ModelConfig, SlimConfig
 from converter.data.augment import unk_copy
 from converter.data.tokenize import encode, load_tokenizer
 from converter.export.bundle import model_entry, sha256_of
@@ -119,7 +119,6 @@ def structured_student(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: Model
     return small, small_cfg, report
 
 
-EMBEDDING_WEIGHTS = tuple(w.value for w in EmbeddingWeights)  # slim.embedding_weights
 
 
 def recovery_rows(slim: SlimConfig, inputs: list[np.ndarray], labels: np.ndarray, unk: int, seed: int):

