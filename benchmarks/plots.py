@@ -73,7 +73,27 @@ def draw_all(report: dict, stem: Path) -> list[Path]:
     ax.grid(True, alpha=0.3)
     ax.legend()
     paths.append(_save(fig, stem, "threads"))
+    if report.get("calibration"):
+        paths.append(_reliability(plt, report["calibration"], stem))
     return paths
+
+
+def _reliability(plt, calibration: dict, stem: Path) -> Path:
+    """Reliability diagram of the default model on test: accuracy per confidence bin, raw and calibrated."""
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.plot([0, 1], [0, 1], ":", color="gray", label="perfect calibration")
+    for key, color, label in (("raw", "tab:blue", "softmax(logits)"), ("calibrated", "tab:red", "softmax(logits / T)")):
+        bins = calibration[key]
+        ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", color=color,
+                label=f"{label}: ECE {calibration[f'ece_{key}']:.4f}")
+    ax.set_xlabel("confidence (top probability), mean per bin")
+    ax.set_ylabel("accuracy per bin")
+    ax.set_title(f"Reliability, {calibration['model']} (T = {calibration['temperature']:g}, {calibration['n']} test sentences)")
+    ax.set_xlim(0.3, 1.0)
+    ax.set_ylim(0.3, 1.0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left")
+    return _save(fig, stem, "reliability")
 
 
 def _save(fig, stem: Path, kind: str) -> Path:

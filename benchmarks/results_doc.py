@@ -49,7 +49,8 @@ FEATURE_KEYS = ("int8_features", "cpu_features", "cpu_flags", "flags")
 BENCH_COLUMNS = (
     ("variant", "model", "s"), ("quantization", "quantization", "s"), ("MB", "bytes", "mb"),
     ("gzip MB", "gzip_bytes", "mb"), ("sparsity", "sparsity", ".3f"), ("accuracy", "accuracy", ".4f"),
-    ("macro-F1", "macro_f1", ".4f"), ("AllAgree acc", "allagree_accuracy", ".4f"), ("p50 ms", "p50_ms", ".2f"),
+    ("macro-F1", "macro_f1", ".4f"), ("AllAgree acc", "allagree_accuracy", ".4f"), ("ECE raw", "ece", ".4f"),
+    ("ECE calibrated", "ece_calibrated", ".4f"), ("p50 ms", "p50_ms", ".2f"),
     ("p90 ms", "p90_ms", ".2f"), ("end-to-end p50 ms", "e2e_p50_ms", ".2f"), ("peak MB", "peak_memory_mb", ".0f"),
     ("speed-up vs teacher-float32", "speedup_vs_teacher_float32", "x"),
 )

@@ -13,9 +13,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks.plots import draw_all
 from benchmarks.report import markdown_report
 from device_runtime.bench import run_bench
+from device_runtime.calibration import expected_calibration_error, reliability, softmax
+from device_runtime.classifier import Classifier
+from device_runtime.tables import read_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,8 +70,22 @@ def join_manifest(rows: list[dict], manifest: dict) -> list[dict]:
         row.update(bytes=entry.get("bytes"), gzip_bytes=entry.get("gzip_bytes"), sparsity=entry.get("sparsity"),
                    accuracy=metrics.get("test", {}).get("accuracy"),
                    allagree_accuracy=metrics.get("test_allagree", {}).get("accuracy"),
-                   macro_f1=metrics.get("test", {}).get("macro_f1"))
+                   macro_f1=metrics.get("test", {}).get("macro_f1"),
+                   ece=metrics.get("calibration", {}).get("test_ece"),
+                   ece_calibrated=metrics.get("calibration", {}).get("test_ece_calibrated"))
     return rows
+
+
+def calibration_of_default(bundle: Path, data: Path) -> dict:
+    """The default model's reliability bins on `data`, before and after its temperature."""
+    classifier = Classifier.from_bundle(bundle)
+    texts, labels, _ = read_table(data, classifier.labels)
+    calibrated = np.array([list(p.probabilities.values()) for p in classifier.predict(texts)])
+    # log p = z / T - const, so softmax(T * log p) = softmax(z): the raw probabilities, without a second run
+    raw = softmax(classifier.temperature * np.log(np.maximum(calibrated, 1e-30)))
+    return {"model": classifier.name, "temperature": classifier.temperature, "n": len(labels),
+            "raw": reliability(raw, labels), "calibrated": reliability(calibrated, labels),
+            "ece_raw": expected_calibration_error(raw, labels), "ece_calibrated": expected_calibration_error(calibrated, labels)}
 
 
 def main() -> int:
@@ -109,6 +128,7 @@ def main() -> int:
         raw["long"] = run_bench(long_dir, long_names, [1], args.runs, args.warmup, None, data)
 
     report = {"platform": raw["rounds"][0]["platform"], "seq_len": manifest["seq_len"], "runs": args.runs,
+              "calibration": calibration_of_default(bundle, data) if data else None,
               "warmup": args.warmup, "rounds": args.rounds, "rows": rows, "threads": raw["threads"]["results"],
               "long": raw["long"], "elapsed_s": round(time.monotonic() - started, 1)}
     Path(f"{stem}.json").write_text(json.dumps(report, indent=2))

@@ -34,6 +34,9 @@ SeqLen = Annotated[int, typer.Option(help="fixed sequence length of the exported
 Resume = Annotated[bool, typer.Option(help="continue an interrupted run from --work-dir")]
 Model = Annotated[ModelRole, typer.Option(help="which model of --work-dir")]
 Epochs = Annotated[int | None, typer.Option(help="override the step's epochs (quick runs)")]
+DefaultModel = Annotated[str, typer.Option(help="the bundle's default model by name, instead of the rule on dev")]
+BudgetMb = Annotated[float, typer.Option(help="default model: its files at most this many MB (0: no budget)")]
+Tolerance = Annotated[float, typer.Option(help="default model: dev accuracy within this many points of the best")]
 
 
 def quiet_frameworks(verbose: bool = False) -> None:
@@ -128,9 +131,11 @@ def convert(
     student_layers: Annotated[int, typer.Option(help="encoder layers of the distilled student")] = KIT.distill.num_layers,
     compress_epochs: Annotated[int | None, typer.Option(help="epochs of every compression step (quick runs)")] = None,
     pooling: Annotated[Pooling, typer.Option(help="auto: the checkpoint's (mean for sentence-transformers)")] = KIT.pooling,
+    default_model: DefaultModel = KIT.bundle.default_model, budget_mb: BudgetMb = KIT.bundle.budget_mb,
+    tolerance_points: Tolerance = KIT.bundle.tolerance_points,
 ):
     """Fine-tune the teacher, distill, prune, QAT; export every variant, evaluate, write the bundle."""
-    from converter.jobs.context import format_table
+    from converter.jobs.context import format_default, format_table
     from converter.jobs.convert import run_convert
 
     cfg = _config(checkpoint, data, out, work_dir, seq_len, epochs=epochs, batch_size=batch_size,
@@ -141,7 +146,9 @@ def convert(
         cfg = _with_epochs(cfg, section, compress_epochs)
     if compress_epochs is not None:
         cfg = _override(cfg, "qat", student_epochs=compress_epochs)
-    typer.echo(format_table(_run(run_convert, cfg, resume)))
+    cfg = _override(cfg, "bundle", default_model=default_model, budget_mb=budget_mb, tolerance_points=tolerance_points)
+    manifest = _run(run_convert, cfg, resume)
+    typer.echo(f"{format_table(manifest)}\n{format_default(manifest)}")
 
 
 @command
@@ -264,6 +271,19 @@ def slim(
                unk_copy_prob=unk_copy_prob, bucket_quantization=bucket_quantization)
     cfg = _with_epochs(cfg, "slim", slim_epochs, key="slim_recovery")
     typer.echo(format_table(_run(run_step, cfg, "slim", "student", resume)))
+
+
+@command
+def mobile(
+    bundle: Annotated[Path, typer.Option(help="bundle folder (written into)")] = Path(KIT.out_dir),
+    model: Annotated[str | None, typer.Option(help="bundle model (default: the one `classify` uses)")] = None,
+):
+    """Write <model>.mediapipe.tflite, the model as MediaPipe Tasks' TextClassifier runs it, into the bundle."""
+    from converter.export.mobile import export_mobile
+
+    entry = _run(export_mobile, bundle, model)
+    typer.echo(f"{entry['source_model']} -> {bundle / entry['file']} ({entry['bytes'] / 1e6:.2f} MB, "
+               f"sha256 {entry['sha256'][:12]}); listed under `mobile` in {bundle / 'manifest.json'}")
 
 
 def main():

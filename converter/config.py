@@ -160,6 +160,9 @@ class DataConfig:
     split_seed: int = 13
     dev_fraction: float = 0.1
     test_fraction: float = 0.1
+    # What the model card says the weights were trained on; the license passes to trained weights.
+    dataset: str = "Financial PhraseBank v1.0 (Malo et al., 2014), sentences with >= 50% annotator agreement"
+    dataset_license: str = "CC BY-NC-SA 3.0"
 
 
 @dataclass(frozen=True)
@@ -320,6 +323,20 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class BundleConfig:
+    """What the bundle ships by default: the rule that picks `default_model` on dev (docs/design.md)."""
+
+    default_model: str = ""  # a model name: used instead of the rule
+    tolerance_points: float = 0.5  # candidates: dev accuracy within this many points of the best model's
+    budget_mb: float = 25.0  # candidates: model + extra files + vocab at most this many MB (0: no budget)
+    pack_device: bool = True  # pack the default model alone into <out>/device/
+
+    def __post_init__(self):
+        if self.tolerance_points < 0 or self.budget_mb < 0:
+            raise ConfigError("BundleConfig: tolerance_points and budget_mb must be >= 0")
+
+
+@dataclass(frozen=True)
 class KitConfig:
     model: ModelOptions = field(default_factory=ModelOptions)
     data: DataConfig = field(default_factory=DataConfig)
@@ -329,6 +346,7 @@ class KitConfig:
     prune: PruneConfig = field(default_factory=PruneConfig)
     qat: QatConfig = field(default_factory=QatConfig)
     slim: SlimConfig = field(default_factory=SlimConfig)
+    bundle: BundleConfig = field(default_factory=BundleConfig)
     checkpoint: str = "minilm"
     pooling: Pooling = Pooling.CLS  # of a freshly fine-tuned head (see Pooling); cls chosen on dev
     compress: bool = True  # distill, QAT and prune after the teacher (False: teacher only)

@@ -33,6 +33,16 @@ def save_npy_atomic(path: Path, array: np.ndarray) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
+def _mode_for(path: Path) -> int:
+    """The mode `path` keeps: its current one, else what open() gives a new file (mkstemp's is 0600)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def write_file_atomic(path: Path, write: Callable[[Path], object],
                       check: Callable[[Path], object] | None = None) -> None:
     """write(tmp) to a temporary file beside `path` (same suffixes, so a writer that picks the
@@ -43,6 +53,7 @@ def write_file_atomic(path: Path, write: Callable[[Path], object],
     fd, name = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".partial{dot}{suffixes}", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
+    os.chmod(tmp, _mode_for(path))
     try:
         write(tmp)
         with open(tmp, "rb+") as handle:

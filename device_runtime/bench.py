@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from device_runtime.interpreter import backend_version, resolve_backend
+from device_runtime.platforms import platform_record
 
 # Financial-news style sentences of typical lengths, written for this benchmark (not from a data set).
 SAMPLE_SENTENCES = (
@@ -62,25 +63,12 @@ def peak_memory_mb() -> float | None:
         return None
 
 
-def cpu_model() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown"
-    for key in ("model name", "Model", "Hardware"):
-        for line in text.splitlines():
-            if line.startswith(key) and ":" in line:
-                return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
 def platform_info() -> dict:
     try:
         _, package = resolve_backend()
     except Exception:  # reported, never fatal: the rows will say why they failed
         package = "none"
-    return {"machine": platform.machine(), "cpu": cpu_model(), "cores": os.cpu_count(),
-            "python": platform.python_version(), "system": platform.system(),
+    return {**platform_record(), "python": platform.python_version(), "system": platform.system(),
             "interpreter": package, "interpreter_version": backend_version(package)}
 
 

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from device_runtime.format import FILE_KEY_SUFFIX, INPUT_NAMES, MANIFEST, Key, Quantization, bucket_key
+from device_runtime.card import card_problem
+from device_runtime.format import FILE_KEY_SUFFIX, INPUT_NAMES, MANIFEST, MODEL_CARD, Key, Quantization, bucket_key
 from device_runtime.interpreter import ModelLoadError, TFLiteModel
+from device_runtime.mobile import mobile_entries, mobile_problems
 from device_runtime.tokenizer import WordPieceTokenizer
 from device_runtime.validate import BundleError, check_manifest, check_vocab, file_names, inside
 from device_runtime.variants import BucketedModel, MappedModel
@@ -88,10 +90,16 @@ class Bundle:
     def models(self) -> list[dict]:
         return self.manifest[Key.MODELS]
 
+    @property
+    def default_name(self) -> str | None:
+        """The manifest's default model (chosen on dev by the converter), if it records one."""
+        return self.manifest.get(Key.DEFAULT_MODEL, {}).get("name")
+
     def entry(self, name: str | None = None) -> dict:
-        """A model entry by name; default: the smallest int8 model (else the smallest model)."""
+        """A model entry by name; default: the manifest's default_model, else the smallest int8 model."""
         if not self.models:
             raise BundleError(f"{self.folder / MANIFEST}: lists no models")
+        name = self.default_name if name is None else name
         if name is None:
             int8 = [m for m in self.models if m[Key.QUANTIZATION] == Quantization.INT8]
             return min(int8 or self.models, key=lambda m: m[Key.BYTES])
@@ -150,7 +158,8 @@ class Bundle:
         return mapping
 
     def verify(self, names: list[str] | None = None) -> list[str]:
-        """Every problem found in the named entries (default: all); empty list: the bundle is sound."""
+        """Every problem found in the named entries (default: all, and the mobile files) and the model card;
+        empty: the bundle is sound."""
         problems = []
         for entry in self.models if names is None else [self.entry(n) for n in names]:
             path = self.file(entry[Key.FILE])
@@ -168,4 +177,7 @@ class Bundle:
                 self.load(entry[Key.NAME])
             except (ModelLoadError, BundleError) as err:
                 problems.append(f"{entry[Key.NAME]}: {err}")
-        return problems
+        if names is None:  # the MediaPipe files (manifest key `mobile`)
+            problems += [p for entry in mobile_entries(self.manifest) for p in mobile_problems(self, entry)]
+        card = card_problem(self.folder, self.manifest)
+        return problems + ([f"{MODEL_CARD}: {card.split(': ', 1)[-1]}"] if card else [])

@@ -36,13 +36,14 @@ class Classifier:
         self.bundle, self.entry, self.num_threads = bundle, entry, num_threads
         self.labels = list(bundle.labels)
         self.seq_len = bundle.seq_len_of(entry)
+        self.temperature = float(entry.get(Key.TEMPERATURE, 1.0))  # fitted on dev; labels do not depend on it
         self.tokenizer = bundle.tokenizer
         self._local = threading.local()
         self._local.model = model
 
     @classmethod
     def from_bundle(cls, path: str | Path, model: str | None = None, num_threads: int | None = 1) -> Classifier:
-        """Load and check a bundle and one of its models (default: the smallest int8 model).
+        """Load and check a bundle and one of its models (default: the manifest's default_model).
 
         Raises a BundleInputError (one line naming the file) for a missing or malformed bundle."""
         bundle = Bundle(path)
@@ -67,7 +68,7 @@ class Classifier:
         if not isinstance(text, str):
             raise TypeError(f"predict takes a str or a list of str, got an item of type {type(text).__name__}")
         enc = self.tokenizer.encode(text, self.seq_len)
-        probs = softmax(self._model().predict(enc)[0])
+        probs = softmax(self._model().predict(enc)[0] / self.temperature)
         return Prediction(self.labels[int(probs.argmax())], dict(zip(self.labels, map(float, probs))),
                           bool(enc["truncated"]))
 

@@ -12,8 +12,9 @@ import numpy as np
 from device_runtime.bundle import Bundle
 from device_runtime.classifier import Classifier
 from device_runtime.errors import BundleInputError
-from device_runtime.format import ATTENTION_MASK, INPUT_IDS, Key
+from device_runtime.format import ATTENTION_MASK, INPUT_IDS, MODEL_CARD, Key
 from device_runtime.metrics import classification_metrics
+from device_runtime.mobile import mobile_entries
 from device_runtime.tables import read_table
 from device_runtime.tokenizer import WordPieceTokenizer
 
@@ -96,12 +97,20 @@ def cmd_eval(args) -> int:
 def cmd_verify(args) -> int:
     bundle = Bundle(args.bundle)
     problems = bundle.verify()
-    for entry in bundle.models:
+    mobile = mobile_entries(bundle.manifest)
+    for entry in bundle.models + mobile:
         if not any(p.startswith(entry[Key.NAME] + ":") for p in problems):
-            print(f"ok  {entry[Key.NAME]:<28} {entry[Key.BYTES] / 1e6:7.2f} MB  sha256 {entry[Key.SHA256][:12]}")
+            source = f"  MediaPipe, from {entry[Key.SOURCE_MODEL]}" if entry in mobile else ""
+            print(f"ok  {entry[Key.NAME]:<28} {entry[Key.BYTES] / 1e6:7.2f} MB  sha256 {entry[Key.SHA256][:12]}{source}")
+    if not any(p.startswith(MODEL_CARD + ":") for p in problems):
+        print(f"ok  {MODEL_CARD} matches the manifest")
     for problem in problems:
         print(f"BAD {problem}")
-    print(f"{len(bundle.models) - len({p.split(':')[0] for p in problems})}/{len(bundle.models)} models verified")
+    bad = {p.split(":")[0] for p in problems} & {entry[Key.NAME] for entry in bundle.models}
+    print(f"{len(bundle.models) - len(bad)}/{len(bundle.models)} models verified")
+    if mobile:
+        bad = {p.split(":")[0] for p in problems} & {entry[Key.NAME] for entry in mobile}
+        print(f"{len(mobile) - len(bad)}/{len(mobile)} mobile files verified")
     if problems:  # the report above stays on stdout; stderr gets the one error line every command gives
         print(f"error: {bundle.folder}: {len(problems)} problem(s), first: {problems[0]}", file=sys.stderr)
     return 1 if problems else 0
@@ -161,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   ("eval", cmd_eval, "accuracy, macro-F1, confusion on a labelled table")):
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument("--bundle", required=True)
-        cmd.add_argument("--model", help="manifest model name (default: smallest int8)", required=name == "eval")
+        cmd.add_argument("--model", help="manifest model name (default: the bundle's default_model)")
         cmd.add_argument("--threads", type=int)
         cmd.add_argument("--json", action="store_true")
         cmd.set_defaults(func=func)
@@ -172,12 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     ver.set_defaults(func=cmd_verify)
     pack = sub.add_parser("pack", help="copy one model, its extra files, the vocab and a one-model manifest")
     pack.add_argument("--bundle", required=True)
-    pack.add_argument("--model", required=True)
+    pack.add_argument("--model", help="manifest model name (default: the bundle's default_model)")
     pack.add_argument("--out", required=True, help="new folder (must not exist)")
     pack.set_defaults(func=cmd_pack)
     bench = sub.add_parser("bench", help="latency, throughput and memory per model, each in a fresh process")
     bench.add_argument("--bundle", required=True)
-    bench.add_argument("--model", default="all", help="a manifest model name, or all")
+    bench.add_argument("--model", help="a manifest model name, or all (default: the bundle's default_model)")
     bench.add_argument("--threads", type=_thread_list, default=[1], help="comma-separated, e.g. 1,2,4")
     bench.add_argument("--runs", type=_count(1), default=100)
     bench.add_argument("--warmup", type=_count(0), default=10)

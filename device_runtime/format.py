@@ -7,11 +7,19 @@ from enum import Enum
 
 MANIFEST = "manifest.json"
 VOCAB_FILE = "vocab.txt"
+MODEL_CARD = "MODEL_CARD.md"
+DEVICE_DIR = "device"  # inside dist/: the default model packed alone, the folder a Pi gets
 FORMAT_VERSION = 1
 
 INPUT_IDS, ATTENTION_MASK = INPUT_NAMES = ("input_ids", "attention_mask")
 INPUT_DTYPE = "int32"
 OUTPUT_NAME = "logits"
+# <model>.mediapipe.tflite (manifest key `mobile`): the model as MediaPipe Tasks' TextClassifier reads it, with
+# MediaPipe's three BERT inputs (token ids, mask, segment ids) and softmax probabilities as its one output.
+MEDIAPIPE_SUFFIX = ".mediapipe.tflite"
+MEDIAPIPE_FORMAT = "mediapipe"
+MOBILE_INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
+MOBILE_OUTPUT_NAME = "probabilities"
 
 
 class Quantization(str, Enum):
@@ -64,11 +72,21 @@ class Key:
     BUCKETS = "buckets"
     ID_MAP_FILE = "id_map_file"
     ID_MAP_SHA256 = "id_map_sha256"
+    DEFAULT_MODEL = "default_model"  # top level: {name, rule, figures} of the model used when none is named
+    PROVENANCE = "provenance"  # top level: base checkpoint, data, licenses, kit version (the model card's source)
+    TEMPERATURE = "temperature"  # entry: divides the logits before the softmax (fitted on dev)
+    METRICS = "metrics"  # entry: {platform, dev, test, test_allagree, calibration}
+    PLATFORM_METRICS = "platform_metrics"  # entry: the same model measured elsewhere (e.g. emulated aarch64)
+    MOBILE = "mobile"  # top level: [{name, file, sha256, bytes, format, source_model, source_sha256}], not in models
+    FORMAT = "format"
+    SOURCE_MODEL = "source_model"
+    SOURCE_SHA256 = "source_sha256"
 
 
 FILE_KEY_SUFFIX = "_file"  # every entry key ending in it names an extra file the entry needs
 REQUIRED_KEYS = (Key.LABELS, Key.SEQ_LEN, Key.VOCAB, Key.VOCAB_SHA256, Key.DO_LOWER_CASE, Key.MODELS)
 REQUIRED_MODEL_KEYS = (Key.NAME, Key.FILE, Key.SHA256, Key.BYTES, Key.QUANTIZATION)
+REQUIRED_MOBILE_KEYS = (Key.NAME, Key.FILE, Key.SHA256, Key.BYTES, Key.FORMAT, Key.SOURCE_MODEL, Key.SOURCE_SHA256)
 
 
 def bucket_key(seq_len: int) -> str:

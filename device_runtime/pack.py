@@ -8,7 +8,8 @@ import tempfile
 from pathlib import Path
 
 from device_runtime.bundle import Bundle, BundleError, extra_files
-from device_runtime.format import MANIFEST, Key
+from device_runtime.card import render_card
+from device_runtime.format import MANIFEST, MODEL_CARD, Key
 from device_runtime.validate import inside
 
 
@@ -19,8 +20,9 @@ def _check_out(out: Path) -> None:
         raise BundleError(f"{out}: already exists; pack writes a new folder")
 
 
-def pack(bundle_dir: Path, name: str, out: Path) -> Path:
-    """Copy the entry's .tflite, every `*_file` it names, the vocab and a manifest listing only it.
+def pack(bundle_dir: Path, name: str | None, out: Path) -> Path:
+    """Copy the entry (default: the bundle's default_model): its .tflite, every `*_file` it names, the vocab,
+    a manifest listing only it, and that manifest's model card.
 
     The source entry is verified first. Files go to a fresh staging folder beside `out` (plain
     names only, so nothing lands elsewhere), renamed into place: `out` is complete or absent."""
@@ -41,8 +43,12 @@ def pack(bundle_dir: Path, name: str, out: Path) -> Path:
             if not source.is_file():
                 raise BundleError(f"{source}: named by {name} but missing")
             shutil.copy2(source, inside(staging, file, "pack output"))
-        manifest = {**bundle.manifest, Key.MODELS: [entry]}
+        manifest = {key: value for key, value in bundle.manifest.items() if key != Key.MOBILE}  # a Pi runs no MediaPipe
+        manifest[Key.MODELS] = [entry]
+        if Key.DEFAULT_MODEL in manifest:  # the record's figures compare models this pack leaves out
+            manifest[Key.DEFAULT_MODEL] = {"name": entry[Key.NAME], "chosen_by": f"pack of {bundle.folder.name}/"}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        (staging / MODEL_CARD).write_text(render_card(manifest), encoding="utf-8")
         staging.rename(out)
     finally:
         shutil.rmtree(holder, ignore_errors=True)

@@ -3,11 +3,21 @@ reads, by type and range, and file names that must stay plain names inside the b
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path, PureWindowsPath
 
 from device_runtime.errors import BundleInputError
-from device_runtime.format import FILE_KEY_SUFFIX, QUANTIZATIONS, REQUIRED_KEYS, REQUIRED_MODEL_KEYS, Key, bucket_key
+from device_runtime.format import (
+    FILE_KEY_SUFFIX,
+    MEDIAPIPE_FORMAT,
+    QUANTIZATIONS,
+    REQUIRED_KEYS,
+    REQUIRED_MOBILE_KEYS,
+    REQUIRED_MODEL_KEYS,
+    Key,
+    bucket_key,
+)
 from device_runtime.tokenizer import SPECIAL_TOKENS
 
 MIN_SEQ_LEN, MAX_SEQ_LEN = 2, 4096  # [CLS] + [SEP] at least; far above any BERT position table
@@ -64,7 +74,10 @@ TOP_FIELDS = {
     Key.VOCAB_SHA256: _checker(lambda v: isinstance(v, str) and _SHA256.fullmatch(v), "64 lowercase hex characters"),
     Key.DO_LOWER_CASE: _checker(lambda v: isinstance(v, bool), "true or false"),
     Key.MODELS: _checker(lambda v: isinstance(v, list) and all(isinstance(e, dict) for e in v), "a list of objects"),
+    Key.DEFAULT_MODEL: _checker(lambda v: isinstance(v, dict) and isinstance(v.get("name"), str), "an object with a name"),
+    Key.PROVENANCE: _checker(lambda v: isinstance(v, dict), "an object"),
 }
+MAX_TEMPERATURE = 100.0
 ENTRY_FIELDS = {  # optional keys are checked when present; every other `*_file` key is a _file_name
     Key.NAME: _checker(lambda v: isinstance(v, str) and v, "a non-empty string"),
     Key.FILE: _file_name,
@@ -74,6 +87,19 @@ ENTRY_FIELDS = {  # optional keys are checked when present; every other `*_file`
     Key.SEQ_LEN: _seq_len,
     Key.BUCKETS: _buckets,
     Key.ID_MAP_SHA256: TOP_FIELDS[Key.VOCAB_SHA256],
+    Key.TEMPERATURE: _checker(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                              and 0 < v <= MAX_TEMPERATURE, f"a number in (0, {MAX_TEMPERATURE:g}]"),
+    Key.METRICS: _checker(lambda v: isinstance(v, dict), "an object"),
+    Key.PLATFORM_METRICS: _checker(lambda v: isinstance(v, list) and all(isinstance(e, dict) for e in v),
+                                   "a list of objects"),
+}
+
+TOP_FIELDS[Key.MOBILE] = TOP_FIELDS[Key.MODELS]
+MOBILE_FIELDS = {  # a `mobile` entry; device_runtime.mobile checks its file's contents
+    **{key: ENTRY_FIELDS[key] for key in (Key.NAME, Key.FILE, Key.SHA256, Key.BYTES)},
+    Key.FORMAT: _checker(lambda v: v == MEDIAPIPE_FORMAT, repr(MEDIAPIPE_FORMAT)),
+    Key.SOURCE_MODEL: ENTRY_FIELDS[Key.NAME],
+    Key.SOURCE_SHA256: TOP_FIELDS[Key.VOCAB_SHA256],
 }
 
 
@@ -107,22 +133,34 @@ def check_manifest(manifest, path: Path) -> None:
         raise BundleError(f"{path}: " + "; ".join(problems))
     for i, entry in enumerate(manifest.get(Key.MODELS, [])):
         missing += [f"models[{i}].{k}" for k in REQUIRED_MODEL_KEYS if k not in entry]
+    for i, entry in enumerate(manifest.get(Key.MOBILE, [])):
+        missing += [f"mobile[{i}].{k}" for k in REQUIRED_MOBILE_KEYS if k not in entry]
     if missing:
         raise BundleError(f"{path}: missing keys: {', '.join(missing)}")
     for i, entry in enumerate(manifest[Key.MODELS]):
         problems += _entry_problems(entry, f"models[{i}].")
+    for i, entry in enumerate(manifest.get(Key.MOBILE, [])):
+        problems += _field_problems(entry, MOBILE_FIELDS, f"mobile[{i}].")
     names = [entry[Key.NAME] for entry in manifest[Key.MODELS]]
     problems += [f"models: name {name!r} appears {names.count(name)} times" for name in dict.fromkeys(names)
                  if names.count(name) > 1]
+    mobile = [entry[Key.NAME] for entry in manifest.get(Key.MOBILE, [])]
+    problems += [f"mobile: name {name!r} is also another model's or mobile file's" for name in dict.fromkeys(mobile)
+                 if (names + mobile).count(name) > 1]
+    default = manifest.get(Key.DEFAULT_MODEL, {}).get("name")
+    if default is not None and default not in names:
+        problems.append(f"{Key.DEFAULT_MODEL}.name: {_short(default)} is not a model of this bundle")
     if problems:
         raise BundleError(f"{path}: " + "; ".join(problems))
 
 
 def file_names(manifest: dict) -> dict[str, str]:
-    """{where: file name} of every file a checked manifest names (the vocab, each entry's `*_file`s)."""
+    """{where: file name} of every file a checked manifest names (the vocab, each entry's `*_file`s, the mobile files)."""
     names = {Key.VOCAB: manifest[Key.VOCAB]}
     for i, entry in enumerate(manifest[Key.MODELS]):
         names.update({f"models[{i}].{k}": v for k, v in entry.items() if k.endswith(FILE_KEY_SUFFIX) or k == Key.FILE})
+    for i, entry in enumerate(manifest.get(Key.MOBILE, [])):
+        names[f"mobile[{i}].{Key.FILE}"] = entry[Key.FILE]
     return names
 
 

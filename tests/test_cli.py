@@ -10,7 +10,8 @@ from converter.cli import app
 from converter.errors import ConfigError
 from converter.export.bundle import read_manifest, write_bundle
 from device_runtime.interpreter import TFLiteModel
-from tests.helpers import TINY_BERT, write_split
+from device_runtime.tokenizer import WordPieceTokenizer
+from tests.helpers import ROWS, TINY_BERT, write_split
 
 runner = CliRunner()
 
@@ -49,6 +50,13 @@ def test_tiny_convert_end_to_end(tmp_path):
                  "student-slim-int8", "student-slim-dynamic"):
         assert name in names and name in result.output
     by_name = {m["name"]: m for m in manifest["models"]}
+    default = manifest["default_model"]
+    assert f"default model: {default['name']} (" in result.output and default["chosen_by"] == "rule"
+    tokenizer = WordPieceTokenizer(TINY_BERT / "vocab.txt", lowercase=True)
+    lengths = [int(tokenizer.encode(text, 7)["attention_mask"].sum()) for text, _, _ in ROWS]
+    assert default["median_dev_tokens"] == int(np.median(lengths))
+    assert all(m["metrics"]["dev"]["n"] == 8 and m["temperature"] > 0 for m in manifest["models"])
+    assert json.loads((tmp_path / "dist" / "device" / "manifest.json").read_text())["models"][0]["name"] == default["name"]
     assert by_name["student-int8"]["arch"]["layers"] == 1 and by_name["teacher-int8"]["arch"]["layers"] == 2
     pruned = by_name["teacher-pruned50-dynamic"]  # one step is too few to prune: test_compress covers sparsity
     assert pruned["sparsity"] == round(_encoder_zero_fraction(tmp_path / "dist" / pruned["file"]), 4)

@@ -95,7 +95,7 @@ def test_an_export_failing_its_check_keeps_the_previous_file(tiny_model, tmp_pat
 
 
 def _snapshot(folder):
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_failed_conversion_leaves_dist_as_it_was(tmp_path, monkeypatch):
@@ -124,8 +124,8 @@ def test_export_without_calibration_skips_int8_and_writes_manifest(tmp_path, cap
     on_disk = json.loads((tmp_path / "dist" / "manifest.json").read_text())
     assert on_disk == manifest
     entry = manifest["models"][0]
-    assert entry["arch"] == {"layers": 2, "hidden": 12, "heads": 3, "intermediate": 20, "vocab_size": 40}
-    assert set(entry["metrics"]) == {"test", "test_allagree"}
+    assert entry["arch"] == {"layers": 2, "hidden": 12, "heads": 3, "head_size": 4, "intermediate": 20, "vocab_size": 40}
+    assert set(entry["metrics"]) == {"platform", "dev", "test", "test_allagree", "calibration"}
     assert entry["bytes"] == (tmp_path / "dist" / entry["file"]).stat().st_size
     assert manifest["labels"] == ["negative", "neutral", "positive"] and manifest["seq_len"] == 7
 

@@ -66,3 +66,14 @@ def test_write_file_atomic_keeps_the_suffix_and_the_previous_file(tmp_path):
     assert names[0].endswith(".weights.h5") and path.read_bytes() == b"previous" and os.listdir(tmp_path) == [path.name]
     files.write_file_atomic(path, lambda tmp: tmp.write_bytes(b"new"))
     assert path.read_bytes() == b"new" and os.listdir(tmp_path) == [path.name]
+
+
+def test_a_rewrite_keeps_the_mode_and_a_new_file_gets_the_umask_default(tmp_path):
+    existing, new = tmp_path / "manifest.json", tmp_path / "model.tflite"
+    existing.write_text("{}")
+    existing.chmod(0o640)
+    files.write_json_atomic(existing, {"a": 1})
+    files.write_bytes_atomic(new, b"model")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert existing.stat().st_mode & 0o777 == 0o640 and new.stat().st_mode & 0o777 == 0o666 & ~umask

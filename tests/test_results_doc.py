@@ -8,7 +8,8 @@ LATENCY = {"p50": 1.5, "p90": 1.75}
 BENCH_ROW = {
     "model": "student-int8", "threads": 1, "status": "ok", "quantization": "int8", "seq_len": 64,
     "bytes": 17_638_712, "gzip_bytes": 11_880_000, "sparsity": 0.014, "accuracy": 0.8592132505175983,
-    "macro_f1": 0.8327, "allagree_accuracy": 0.975103734439834, "p50_ms": 2.2812, "p90_ms": 2.31,
+    "macro_f1": 0.8327, "allagree_accuracy": 0.975103734439834, "ece": 0.0412, "ece_calibrated": 0.0235,
+    "p50_ms": 2.2812, "p90_ms": 2.31,
     "e2e_p50_ms": 2.44, "peak_memory_mb": 75.2, "speedup_vs_teacher_float32": 6.657,
     "latency_ms": LATENCY, "end_to_end_ms": LATENCY, "throughput_per_s": 401.04,
 }
@@ -32,7 +33,8 @@ def test_bench_values_platform_and_date_land_in_the_section(tmp_path):
     write(results, "aarch64-2027-01-05.json", bench(dict(PLATFORM, cpu_flags="fp asimd asimddp i8mm crc32")))
     text = results_doc.render(results, out)
     assert "## Benchmark, aarch64, 2027-01-05" in text
-    row = "| student-int8 | int8 | 17.64 | 11.88 | 0.014 | 0.8592 | 0.8327 | 0.9751 | 2.28 | 2.31 | 2.44 | 75 | 6.66x |"
+    row = ("| student-int8 | int8 | 17.64 | 11.88 | 0.014 | 0.8592 | 0.8327 | 0.9751 | 0.0412 | 0.0235 | 2.28 | 2.31 | 2.44 "
+           "| 75 | 6.66x |")
     assert row in text
     assert "| teacher-int8 | failed: crash |" in text
     assert "| student-int8 | 64 | 2 | 1.50 | 1.75 | 1.50 | 401.0 | 75 |" in text  # the threads table

@@ -135,8 +135,8 @@ def test_buckets_give_the_longest_bucket_labels_and_verify_checks_extra_files(ti
     assert cli.main(["verify", "--bundle", str(tmp_path / "dist")]) == 0
     one = tmp_path / "one"
     assert cli.main(["pack", "--bundle", str(tmp_path / "dist"), "--model", "bucketed", "--out", str(one)]) == 0
-    assert sorted(p.name for p in one.iterdir()) == ["b16.tflite", "b4.tflite", "b7.tflite", "bucketed.tflite", "manifest.json",
-                                                       "vocab.txt"]
+    assert sorted(p.name for p in one.iterdir()) == ["MODEL_CARD.md", "b16.tflite", "b4.tflite", "b7.tflite", "bucketed.tflite",
+                                                     "manifest.json", "vocab.txt"]
     assert [m["name"] for m in Bundle(one).models] == ["bucketed"]
     assert cli.main(["pack", "--bundle", str(tmp_path / "dist"), "--model", "bucketed", "--out", str(one)]) == 1
     (tmp_path / "dist" / "b16.tflite").unlink()

@@ -14,6 +14,8 @@ import pytest
 
 from device_runtime import bundle as bundle_module
 from device_runtime import cli
+from device_runtime.card import render_card
+from device_runtime.format import MODEL_CARD
 
 COMMANDS = ("verify", "classify", "eval", "pack")
 INT8 = "model-int8"
@@ -69,6 +71,7 @@ def write_matching(folder: Path, name: str, data: bytes, sha_key: str = "sha256"
         if bytes_key:
             entry[bytes_key] = len(data)
     edit_manifest(folder, change)
+    (folder / MODEL_CARD).write_text(render_card(json.loads((folder / "manifest.json").read_text())), encoding="utf-8")
 
 
 def model_bytes(folder: Path) -> bytes:
@@ -177,7 +180,7 @@ def test_pack_writes_only_the_folder_named(bundle_copy, bundle_dir, tmp_path, ca
     assert cli.main(["pack", "--bundle", str(bundle_copy), "--model", INT8, "--out", str(out)]) == 0
     assert "1/1 models verified" in capsys.readouterr().out
     assert [p.name for p in out.parent.iterdir()] == ["packed"]  # the staging folder is gone
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", f"{INT8}.tflite", "vocab.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [MODEL_CARD, "manifest.json", f"{INT8}.tflite", "vocab.txt"]
     (tmp_path / "link").symlink_to(tmp_path / "nowhere")
     for target in (out, tmp_path / "link", Path(".")):
         assert cli.main(["pack", "--bundle", str(bundle_copy), "--model", INT8, "--out", str(target)]) == 1

@@ -12,14 +12,28 @@ import shutil
 import sys
 from pathlib import Path
 
-from converter.config import ModelConfig
+from converter.config import BundleConfig, ModelConfig
+from converter.export.choice import choose_default
 from device_runtime.bundle import extra_files, sha256_of
-from device_runtime.format import FORMAT_VERSION, INPUT_DTYPE, INPUT_NAMES, MANIFEST, OUTPUT_NAME, VOCAB_FILE, Key
+from device_runtime.card import render_card
+from device_runtime.format import (
+    DEVICE_DIR,
+    FORMAT_VERSION,
+    INPUT_DTYPE,
+    INPUT_NAMES,
+    MANIFEST,
+    MODEL_CARD,
+    OUTPUT_NAME,
+    VOCAB_FILE,
+    Key,
+)
+from device_runtime.pack import pack
 
 
 def arch_of(cfg: ModelConfig) -> dict:
     arch = {"layers": cfg.num_layers, "hidden": cfg.hidden_size, "heads": cfg.num_heads,
-            "intermediate": cfg.intermediate_size, "vocab_size": cfg.vocab_size}
+            "head_size": cfg.hidden_size // cfg.num_heads, "intermediate": cfg.intermediate_size,
+            "vocab_size": cfg.vocab_size}
     if cfg.heads_per_layer or cfg.intermediate_per_layer:  # structured pruning: widths per layer
         arch.update(heads=[cfg.heads(i) for i in range(cfg.num_layers)],
                     intermediate=[cfg.intermediate(i) for i in range(cfg.num_layers)])
@@ -122,12 +136,34 @@ def recover_bundle(out_dir: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def _device_bytes(staging: Path, entry: dict) -> int:
+    """What a device needs for one model: its file, its extra files and the vocab."""
+    files = {entry[Key.FILE], VOCAB_FILE, *extra_files(entry).values()}
+    return sum((staging / name).stat().st_size for name in files)
+
+
+def _ship(staging: Path, manifest: dict, rule: BundleConfig, tokens: int) -> None:
+    """Choose the default model, write the model card, pack the default model into device/."""
+    sizes = {m[Key.NAME]: _device_bytes(staging, m) for m in manifest[Key.MODELS]}
+    if manifest[Key.MODELS]:
+        manifest[Key.DEFAULT_MODEL] = choose_default(manifest[Key.MODELS], sizes, manifest[Key.SEQ_LEN], tokens,
+                                                     rule.tolerance_points, rule.budget_mb, rule.default_model)
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    (staging / MODEL_CARD).write_text(render_card(manifest), encoding="utf-8")
+    if rule.pack_device and manifest[Key.MODELS]:
+        pack(staging, None, staging / DEVICE_DIR)
+
+
 def write_bundle(out_dir: Path, entries: list[dict], vocab: Path, labels, seq_len: int,
-                 do_lower_case: bool, keep_existing: bool = True) -> dict:
+                 do_lower_case: bool, keep_existing: bool = True, provenance: dict | None = None,
+                 rule: BundleConfig | None = None, tokens: int | None = None) -> dict:
     """Write the bundle into a staging folder beside out_dir, then swap it in.
 
     With keep_existing, models of a previous bundle built on the same vocab and seq_len stay
-    (their files are copied over) unless an entry of the same name replaces them.
+    (their files are copied over) unless an entry of the same name replaces them, and so does
+    its provenance unless one is given. Every bundle gets a default model (`rule` on dev figures,
+    sentences of `tokens` tokens; default: the previous choice's length, else seq_len) and a
+    MODEL_CARD.md; with a `rule` whose pack_device is on, the default model is packed into device/.
     """
     out_dir = Path(out_dir)
     recover_bundle(out_dir)
@@ -144,6 +180,8 @@ def write_bundle(out_dir: Path, entries: list[dict], vocab: Path, labels, seq_le
             kept = [dict(e, source=str(out_dir / e[Key.FILE]),
                          extra_sources={f: str(out_dir / f) for f in extra_files(e).values()})
                     for e in previous[Key.MODELS] if e[Key.NAME] not in names]
+        provenance = provenance or (previous or {}).get(Key.PROVENANCE) or {}
+        tokens = tokens or ((previous or {}).get(Key.DEFAULT_MODEL) or {}).get("median_dev_tokens") or seq_len
         models = []
         for entry in kept + entries:
             entry = dict(entry)
@@ -157,8 +195,8 @@ def write_bundle(out_dir: Path, entries: list[dict], vocab: Path, labels, seq_le
         manifest = {Key.FORMAT_VERSION: FORMAT_VERSION, Key.LABELS: list(labels), Key.SEQ_LEN: seq_len,
                     Key.VOCAB: VOCAB_FILE, Key.VOCAB_SHA256: vocab_sha, Key.DO_LOWER_CASE: do_lower_case,
                     Key.INPUT_NAMES: list(INPUT_NAMES), Key.INPUT_DTYPE: INPUT_DTYPE, Key.OUTPUT_NAME: OUTPUT_NAME,
-                    Key.MODELS: models}
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+                    Key.PROVENANCE: provenance, Key.MODELS: models}
+        _ship(staging, manifest, rule or BundleConfig(pack_device=False), tokens)
         _swap_in(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

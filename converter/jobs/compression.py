@@ -21,6 +21,7 @@ from converter.jobs.context import (
     calibration_inputs,
     export_variants,
     prepare,
+    shipping,
     split_metrics,
     teacher_pooling,
     train_dev,
@@ -200,4 +201,5 @@ def run_step(cfg: KitConfig, step: str, target: str = "teacher", resume: bool = 
                                 resume=resume)[0]
         else:
             raise ConfigError(f"unknown step {step!r}")
-    return write_bundle(Path(cfg.out_dir), entries, ctx.vocab, LABELS, cfg.model.max_seq_len, ctx.do_lower_case)
+    return write_bundle(Path(cfg.out_dir), entries, ctx.vocab, LABELS, cfg.model.max_seq_len, ctx.do_lower_case,
+                        **shipping(cfg, ctx))

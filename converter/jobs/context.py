@@ -18,8 +18,10 @@ from converter.export.bundle import model_entry
 from converter.export.stats import encoder_sparsity, gzip_bytes
 from converter.export.tflite import export_tflite, tflite_logits
 from converter.modeling import hf_weights as ck
-from device_runtime.format import Key, Quantization, needs_calibration
+from device_runtime.calibration import expected_calibration_error, fit_temperature, softmax
+from device_runtime.format import ATTENTION_MASK, Key, Quantization, needs_calibration
 from device_runtime.metrics import classification_metrics
+from device_runtime.platforms import platform_record
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,70 @@ def split_metrics(logits: np.ndarray, split: Split, labels=LABELS) -> dict:
     return {k: {m: v[m] for m in ("accuracy", "macro_f1", "n")} for k, v in result.items()}
 
 
+def file_metrics(logits: dict[str, np.ndarray], splits: dict[str, Split], labels=LABELS) -> tuple[dict, float | None]:
+    """Manifest metrics of one exported file from its logits per split -> (metrics, temperature).
+
+    dev and test accuracy / macro-F1 (test_allagree too), the platform they were computed on, and a
+    temperature fitted on dev (None without a dev split) with the test ECE before and after it."""
+    metrics = {"platform": platform_record()}
+    for name in ("dev", "test"):
+        if name in logits:
+            scored = split_metrics(logits[name], splits[name], labels)
+            metrics[name] = scored["test"]
+            if name == "test" and "test_allagree" in scored:
+                metrics["test_allagree"] = scored["test_allagree"]
+    if "dev" not in logits or "test" not in logits:
+        return metrics, None
+    ours = [list(labels).index(label) for label in LABELS]  # columns in LABELS order, as the split labels are
+    dev_logits, test_logits = logits["dev"][:, ours], logits["test"][:, ours]
+    temperature = fit_temperature(dev_logits, splits["dev"].data.labels)
+    test_labels = splits["test"].data.labels
+    metrics["calibration"] = {
+        "fitted_on": "dev", "temperature": round(temperature, 4),
+        "test_ece": round(expected_calibration_error(softmax(test_logits), test_labels), 4),
+        "test_ece_calibrated": round(expected_calibration_error(softmax(test_logits, temperature), test_labels), 4)}
+    return metrics, round(temperature, 4)
+
+
+def _front_matter_license(folder: Path) -> str:
+    """`license:` of the checkpoint's README.md front matter (Hugging Face model cards), else 'unknown'."""
+    readme = Path(folder) / "README.md"
+    text = readme.read_text(encoding="utf-8", errors="replace") if readme.is_file() else ""
+    if text.startswith("---"):
+        for line in text.split("---", 2)[1].splitlines():
+            if line.strip().startswith("license:"):
+                return line.split(":", 1)[1].strip()
+    return "unknown (see the checkpoint's own model card)"
+
+
+def _kit_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"finsent-edge {version('finsent-edge')}"
+    except PackageNotFoundError:
+        return "finsent-edge (version unknown)"
+
+
+def shipping(cfg: KitConfig, ctx: Context, teacher: str | None = None) -> dict:
+    """write_bundle's provenance, default-model rule and median dev length for a bundle built from ctx.
+
+    teacher: how the teacher came to be (default: fine-tuned here on the training split)."""
+    base = ck.PACKAGED_NAMES.get(cfg.checkpoint, cfg.checkpoint)
+    trained_here = teacher is None
+    provenance = {
+        "base_checkpoint": base, "base_checkpoint_license": _front_matter_license(ctx.folder),
+        "teacher": teacher or f"{base} fine-tuned by the kit on the training split ({cfg.finetune.epochs} epochs, "
+                              f"seed {cfg.finetune.seed})",
+        "training_data": cfg.data.dataset if trained_here else "the checkpoint's own (see its model card)",
+        "training_data_license": cfg.data.dataset_license if trained_here else "unknown",
+        "split": {name: len(split.data) for name, split in ctx.splits.items()},
+        "split_source": Path(cfg.data.data_dir).name, "kit": _kit_version()}
+    dev = ctx.splits.get("dev")
+    tokens = int(np.median(dev.inputs[ATTENTION_MASK].sum(1))) if dev is not None else None
+    return {"provenance": provenance, "rule": cfg.bundle, "tokens": tokens}
+
+
 def calibration_inputs(split: Split, count: int, seed: int) -> dict[str, np.ndarray]:
     """A seeded sample of real (training) sentences for full-integer calibration."""
     rows = np.random.default_rng(seed).permutation(len(split.data))[:count]
@@ -80,6 +146,7 @@ def export_variants(model, model_cfg: ModelConfig, prefix: str, ctx: Context, cf
     """Export, check and evaluate every quantization of one Keras model -> manifest entries."""
     export_dir = Path(cfg.work_dir) / "export"
     test = ctx.splits.get("test")
+    scored = {name: split for name, split in ctx.splits.items() if name in ("dev", "test")}
     entries = []
     for quantization in quantizations or cfg.export.quantizations:
         name = f"{prefix}-{quantization}"
@@ -90,14 +157,15 @@ def export_variants(model, model_cfg: ModelConfig, prefix: str, ctx: Context, cf
         float_ops = cfg.export.float_ops(quantization)
         path = export_tflite(model, model_cfg.max_seq_len, quantization, export_dir / f"{name}.tflite",
                              calibration, float_ops)
-        metrics = {}
+        logits = {split: tflite_logits(path, scored[split].inputs) for split in scored}
+        if test is not None and quantization == Quantization.FLOAT32:
+            _check_float_parity(model, test, logits["test"], cfg.export.float_parity_atol, path)
+        metrics, temperature = file_metrics(logits, scored, labels)
         if test is not None:
-            logits = tflite_logits(path, test.inputs)
-            if quantization == Quantization.FLOAT32:
-                _check_float_parity(model, test, logits, cfg.export.float_parity_atol, path)
-            metrics = split_metrics(logits, test, labels)
             print(f"{name}: {path.stat().st_size / 1e6:.1f} MB, test accuracy {metrics['test']['accuracy']:.4f}", flush=True)
         more = {"float_ops": list(float_ops)} if float_ops else {}
+        if temperature is not None:
+            more[Key.TEMPERATURE] = temperature
         more.update(sparsity=round(encoder_sparsity(path), 4), gzip_bytes=gzip_bytes(path))
         entries.append(model_entry(name, path, quantization, model_cfg, metrics, **extra, **more))
     return entries
@@ -126,6 +194,19 @@ def teacher_pooling(cfg: KitConfig, folder: Path) -> str:
         raise ConfigError(f"{record}: the teacher there was trained with {recorded} pooling, not {wanted}; "
                          f"pass --pooling {recorded} or another --work-dir")
     return recorded
+
+
+def format_default(manifest: dict) -> str:
+    """One line: which model classify uses with no --model, and why."""
+    record = manifest.get(Key.DEFAULT_MODEL)
+    if not record:
+        return "no default model"
+    entry = next(m for m in manifest[Key.MODELS] if m[Key.NAME] == record["name"])
+    dev = entry["metrics"].get("dev", {}).get("accuracy")
+    best = record.get("best_dev_accuracy")
+    figures = f"dev accuracy {dev:.4f}, best {best:.4f}; " if dev is not None and best is not None else ""
+    why = record["rule"] if record["chosen_by"] == "rule" else record["chosen_by"]
+    return f"default model: {record['name']} ({figures}{why})"
 
 
 def format_table(manifest: dict) -> str:

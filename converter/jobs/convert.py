@@ -11,7 +11,16 @@ from converter.errors import ConfigError
 from converter.export.bundle import write_bundle
 from converter.files import write_json_atomic
 from converter.jobs.compression import run_compression
-from converter.jobs.context import Context, calibration_inputs, export_variants, format_table, prepare, teacher_pooling, train_dev
+from converter.jobs.context import (
+    Context,
+    calibration_inputs,
+    export_variants,
+    format_table,
+    prepare,
+    shipping,
+    teacher_pooling,
+    train_dev,
+)
 from converter.modeling import hf_weights as ck
 from converter.modeling import names
 from converter.train.finetune import fit_classifier, seed_everything
@@ -41,12 +50,12 @@ def run_convert(cfg: KitConfig, resume: bool = False) -> dict:
     entries = export_variants(model, model_cfg, "teacher", ctx, cfg, calibration=calibration)
     # A fresh bundle (nothing kept from an earlier run), usable from here on; compression adds to it.
     manifest = write_bundle(Path(cfg.out_dir), entries, ctx.vocab, LABELS, model_cfg.max_seq_len, ctx.do_lower_case,
-                            keep_existing=False)
+                            keep_existing=False, **shipping(cfg, ctx))
     if cfg.compress:
         print(f"teacher bundle written to {cfg.out_dir}/:\n{format_table(manifest)}\ncompression next", flush=True)
         entries = run_compression(cfg, ctx, model, model_cfg, calibration, resume)[0]
         manifest = write_bundle(Path(cfg.out_dir), entries, ctx.vocab, LABELS, model_cfg.max_seq_len,
-                                ctx.do_lower_case)
+                                ctx.do_lower_case, **shipping(cfg, ctx))
     return manifest
 
 
@@ -65,13 +74,15 @@ def run_export(cfg: KitConfig, quantizations, calibration_file: Path | None) -> 
     """Export an already fine-tuned sequence-classification checkpoint without training."""
     model, model_cfg, labels, folder = ck.build_from_checkpoint(cfg.checkpoint, cfg.model.max_seq_len, options=cfg.model)
     data_dir = Path(cfg.data.data_dir)
-    splits = {"test": load_splits(cfg.data)["test"]} if data_dir.is_dir() else {}
+    # dev (when the folder has one) fits the temperatures and picks the default model; test scores every file
+    splits = {k: v for k, v in load_splits(cfg.data).items() if k in ("dev", "test")} if data_dir.is_dir() else {}
     ctx = prepare(cfg, folder, splits)
     calibration = None
     if calibration_file is not None:
         texts = read_calibration_texts(calibration_file)[: cfg.export.num_calibration_examples]
         calibration = encode(load_tokenizer(folder), texts, model_cfg.max_seq_len)
     entries = export_variants(model, model_cfg, "model", ctx, cfg, quantizations, calibration, labels)
-    return write_bundle(Path(cfg.out_dir), entries, ctx.vocab, labels, model_cfg.max_seq_len, ctx.do_lower_case)
+    return write_bundle(Path(cfg.out_dir), entries, ctx.vocab, labels, model_cfg.max_seq_len, ctx.do_lower_case,
+                        **shipping(cfg, ctx, teacher="the checkpoint as given (not trained by the kit)"))
 
 

@@ -18,7 +18,7 @@ from converter.export.bundle import model_entry, sha256_of
 from converter.export.stats import encoder_sparsity, gzip_bytes
 from converter.export.tflite import export_tflite
 from converter.files import save_npy_atomic
-from converter.jobs.context import Context, Split, export_variants, split_metrics, train_dev
+from converter.jobs.context import Context, Split, export_variants, file_metrics, split_metrics, train_dev
 from converter.modeling.bert import build_classifier
 from device_runtime.format import INPUT_IDS, Key, Quantization, bucket_key, needs_calibration
 from device_runtime.interpreter import TFLiteModel
@@ -96,9 +96,15 @@ def export_buckets(model, model_cfg: ModelConfig, name: str, cfg: KitConfig, ctx
         logits = np.concatenate([runner.predict(row) for row in rows])
         timings[label] = (time.perf_counter() - start, logits)
     same = float(np.mean(timings["longest"][1].argmax(-1) == timings["bucketed"][1].argmax(-1)))
+    dev = ctx.splits["dev"]
+    dev_inputs = map_inputs(encode(tokenizer, dev.data.texts, longest), mapping)
+    dev_logits = np.concatenate([bucketed.predict({k: v[i:i + 1] for k, v in dev_inputs.items()})
+                                 for i in range(len(dev.data))])
+    metrics, temperature = file_metrics({"dev": dev_logits, "test": timings["bucketed"][1]},
+                                        {"dev": Split(dev.data, dev_inputs), "test": Split(test.data, inputs)})
     report = {"buckets": list(paths), "quantization": quantization, "identical_labels": same, "longest_s": timings["longest"][0],
               "bucketed_s": timings["bucketed"][0], "speedup": timings["longest"][0] / timings["bucketed"][0],
-              "metrics": split_metrics(timings["bucketed"][1], Split(test.data, inputs))}
+              "metrics": metrics, "temperature": temperature}
     return paths, report
 
 
@@ -206,6 +212,7 @@ def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, st
                                               **{path.name: str(path) for path in others.values()}}}
     entry = model_entry(f"student-slim-{quantization}", main, quantization, slim_cfg, report["buckets"]["metrics"],
                         buckets=list(paths), float_ops=list(cfg.export.float_ops(quantization)),
+                        **({Key.TEMPERATURE: report["buckets"]["temperature"]} if report["buckets"]["temperature"] else {}),
                         sparsity=round(encoder_sparsity(main), 4), gzip_bytes=gzip_bytes(main), **buckets, **fields)
     entry[bucket_key(cfg.model.max_seq_len)] = entry[Key.FILE]  # the seq_len bucket is the entry's own file
     entries.append(entry)

