@@ -330,6 +330,7 @@ class BundleConfig:
     tolerance_points: float = 0.5  # candidates: dev accuracy within this many points of the best model's
     budget_mb: float = 25.0  # candidates: model + extra files + vocab at most this many MB (0: no budget)
     pack_device: bool = True  # pack the default model alone into <out>/device/
+    mobile: bool = True  # make convert ends with the default model's MediaPipe file (converter mobile)
 
     def __post_init__(self):
         if self.tolerance_points < 0 or self.budget_mb < 0:

@@ -91,6 +91,10 @@ def render_card(manifest: dict) -> str:
         lines.append(f"- {m.get(Key.FILE)}: sha256 {m.get(Key.SHA256)}, {m.get(Key.BYTES)} bytes")
         if m.get(Key.ID_MAP_FILE):
             lines.append(f"- {m.get(Key.ID_MAP_FILE)}: sha256 {m.get(Key.ID_MAP_SHA256)}")
+    for m in manifest.get(Key.MOBILE) or []:
+        if isinstance(m, dict):
+            lines.append(f"- {m.get(Key.FILE)}: sha256 {m.get(Key.SHA256)}, {m.get(Key.BYTES)} bytes, "
+                         f"{m.get(Key.SOURCE_MODEL)} for MediaPipe Tasks' TextClassifier (phones)")
     return "\n".join(lines) + "\n"
 
 

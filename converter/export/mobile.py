@@ -17,10 +17,10 @@ from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
 
 from converter.errors import KitError
-from converter.files import write_bytes_atomic, write_json_atomic
+from converter.files import write_bytes_atomic, write_file_atomic, write_json_atomic
 from converter.quiet import native_output_parked
 from device_runtime.bundle import Bundle, softmax
-from device_runtime.card import NON_COMMERCIAL
+from device_runtime.card import NON_COMMERCIAL, render_card
 from device_runtime.format import (
     ATTENTION_MASK,
     INPUT_IDS,
@@ -29,6 +29,7 @@ from device_runtime.format import (
     MEDIAPIPE_SUFFIX,
     MOBILE_INPUT_NAMES,
     MOBILE_OUTPUT_NAME,
+    MODEL_CARD,
     OUTPUT_NAME,
     Key,
 )
@@ -214,7 +215,9 @@ def _set_entry(folder: Path, file: str, entry: dict | None) -> None:
     manifest = json.loads(path.read_text(encoding="utf-8"))
     mobile = [e for e in manifest.get(Key.MOBILE, []) if e.get(Key.FILE) != file] + ([entry] if entry else [])
     manifest.pop(Key.MOBILE, None)
-    write_json_atomic(path, {**manifest, **({Key.MOBILE: mobile} if mobile else {})})
+    manifest = {**manifest, **({Key.MOBILE: mobile} if mobile else {})}
+    write_json_atomic(path, manifest)
+    write_file_atomic(folder / MODEL_CARD, lambda tmp: tmp.write_text(render_card(manifest), encoding="utf-8"))
 
 
 def _source(bundle: Bundle, entry: dict) -> tuple[bytes, np.ndarray | None]:

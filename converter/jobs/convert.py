@@ -8,7 +8,7 @@ from converter.config import LABELS, KitConfig
 from converter.data.splits import load_splits, load_table
 from converter.data.tokenize import encode, load_tokenizer
 from converter.errors import ConfigError
-from converter.export.bundle import write_bundle
+from converter.export.bundle import read_manifest, write_bundle
 from converter.files import write_json_atomic
 from converter.jobs.compression import run_compression
 from converter.jobs.context import (
@@ -24,6 +24,7 @@ from converter.jobs.context import (
 from converter.modeling import hf_weights as ck
 from converter.modeling import names
 from converter.train.finetune import fit_classifier, seed_everything
+from device_runtime.format import Key
 
 
 def train_teacher(cfg: KitConfig, ctx: Context, resume: bool = False):
@@ -56,7 +57,19 @@ def run_convert(cfg: KitConfig, resume: bool = False) -> dict:
         entries = run_compression(cfg, ctx, model, model_cfg, calibration, resume)[0]
         manifest = write_bundle(Path(cfg.out_dir), entries, ctx.vocab, LABELS, model_cfg.max_seq_len,
                                 ctx.do_lower_case, **shipping(cfg, ctx))
+    if cfg.bundle.mobile:
+        manifest = write_mobile(Path(cfg.out_dir))
     return manifest
+
+
+def write_mobile(out_dir: Path) -> dict:
+    """The default model as a MediaPipe file in the bundle (`python -m converter mobile`) -> the new manifest."""
+    from converter.export.mobile import export_mobile
+
+    entry = export_mobile(out_dir)
+    print(f"mobile: {entry[Key.FILE]} ({entry[Key.BYTES] / 1e6:.1f} MB), MediaPipe TextClassifier file of "
+          f"{entry['source_model']}", flush=True)
+    return read_manifest(out_dir)
 
 
 def read_calibration_texts(path: Path) -> list[str]:
