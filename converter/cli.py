@@ -36,7 +36,8 @@ Model = Annotated[ModelRole, typer.Option(help="which model of --work-dir")]
 Epochs = Annotated[int | None, typer.Option(help="override the step's epochs (quick runs)")]
 DefaultModel = Annotated[str, typer.Option(help="the bundle's default model by name, instead of the rule on dev")]
 BudgetMb = Annotated[float, typer.Option(help="default model: its files at most this many MB (0: no budget)")]
-Tolerance = Annotated[float, typer.Option(help="default model: dev accuracy within this many points of the best")]
+Tolerance = Annotated[float | None, typer.Option(
+    help="default model: dev accuracy within this many points of the best (default: one standard error)")]
 
 
 def quiet_frameworks(verbose: bool = False) -> None:

@@ -53,6 +53,21 @@ def test_default_is_the_cheapest_model_near_the_best_dev_accuracy():
     assert choose_default(models, sizes, 16, 9, 5.0, 25)["name"] == "tiny-int8"  # a wider tolerance
 
 
+def test_default_tolerance_is_one_standard_error_of_the_best_dev_accuracy():
+    models = [_entry("teacher-float32", 0.9, 0.9, "float32"), _entry("student-int8", 0.88, 0.9, arch=dict(ARCH3, layers=1)),
+              _entry("tiny-int8", 0.87, 0.9, arch=dict(ARCH3, layers=1, intermediate=4))]
+    for m in models:
+        m["metrics"]["dev"]["n"] = 400
+    sizes = {m["name"]: 1 for m in models}
+    # sqrt(0.9 * 0.1 / 400) = 0.015: 1.5 points, so 0.885 and above; 0.88 is out
+    record = choose_default(models, sizes, 16, 9, None, 25)
+    assert record["tolerance_points"] == 1.5 and "one standard error (1.5 points)" in record["rule"]
+    assert record["name"] == "teacher-float32"
+    for m in models:
+        m["metrics"]["dev"]["n"] = 100  # 3 points: both students in, the cheaper one wins
+    assert choose_default(models, sizes, 16, 9, None, 25)["name"] == "tiny-int8"
+
+
 def test_default_model_override_is_checked():
     models = [_entry("a-int8", 0.9, 0.9), _entry("b-int8", 0.8, 0.8)]
     sizes = {"a-int8": 1, "b-int8": 1}

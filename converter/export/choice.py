@@ -13,7 +13,7 @@ QUANTIZATION_ORDER = (Quantization.INT8, Quantization.DYNAMIC, Quantization.INT1
                       Quantization.FLOAT32)
 RULE = ("fewest estimated multiply-adds for a sentence of the median dev length (int8 before dynamic, "
         "int16x8, float16, float32; then fewer bytes) among the models whose dev accuracy is within "
-        "{tolerance} points of the best and whose files fit {budget}")
+        "{tolerance} of the best and whose files fit {budget}")
 
 
 def _per_layer(value, layers: int) -> list[int]:
@@ -38,27 +38,40 @@ def encoder_macs(arch: dict, length: int) -> int:
     return total
 
 
+def standard_error_points(accuracy: float, n: int) -> float:
+    """One binomial standard error of an accuracy measured on n sentences, in points."""
+    return 100 * (accuracy * (1 - accuracy) / n) ** 0.5 if n else 0.0
+
+
 def choose_default(models: list[dict], sizes: dict[str, int], seq_len: int, tokens: int,
-                   tolerance_points: float, budget_mb: float, name: str = "") -> dict:
+                   tolerance_points: float | None, budget_mb: float, name: str = "") -> dict:
     """-> the manifest's default_model record: {name, chosen_by, rule, figures of every candidate}.
 
     Args:
         models: manifest entries (with metrics.dev where a dev split was scored).
         sizes: bytes a device needs per model (its files and the vocab).
         tokens: the median dev sentence length in tokens ([CLS] and [SEP] included).
+        tolerance_points: None: one standard error of the best dev accuracy (Breiman's one-standard-error
+            rule: differences below it are what another dev sample could reverse).
         name: a model name that overrides the rule (checked to exist)."""
     names = [m[Key.NAME] for m in models]
-    budget = f"{budget_mb:g} MB" if budget_mb else "any size"
-    record = {"rule": RULE.format(tolerance=f"{tolerance_points:g}", budget=budget), "tolerance_points": tolerance_points,
-              "budget_mb": budget_mb, "median_dev_tokens": tokens}
     rows = []
     for m in models:
-        dev = m.get(Key.METRICS, {}).get("dev", {}).get("accuracy")
-        rows.append({"name": m[Key.NAME], "dev_accuracy": dev, "bytes": sizes[m[Key.NAME]],
-                     "macs": encoder_macs(m["arch"], run_length(m, seq_len, tokens)) if "arch" in m else None,
-                     "quantization": m[Key.QUANTIZATION]})
+        dev = m.get(Key.METRICS, {}).get("dev", {})
+        rows.append({"name": m[Key.NAME], "dev_accuracy": dev.get("accuracy"), "dev_n": dev.get("n", 0),
+                     "bytes": sizes[m[Key.NAME]], "quantization": m[Key.QUANTIZATION],
+                     "macs": encoder_macs(m["arch"], run_length(m, seq_len, tokens)) if "arch" in m else None})
     scored = [r for r in rows if r["dev_accuracy"] is not None]
-    best = max((r["dev_accuracy"] for r in scored), default=None)
+    top = max(scored, key=lambda r: r["dev_accuracy"], default=None)
+    best = top["dev_accuracy"] if top else None
+    if tolerance_points is None:
+        tolerance_points = round(standard_error_points(best, top["dev_n"]), 2) if top else 0.0
+        spelled = f"one standard error ({tolerance_points:g} points)"
+    else:
+        spelled = f"{tolerance_points:g} points"
+    budget = f"{budget_mb:g} MB" if budget_mb else "any size"
+    record = {"rule": RULE.format(tolerance=spelled, budget=budget), "tolerance_points": tolerance_points,
+              "budget_mb": budget_mb, "median_dev_tokens": tokens}
     fits = [r for r in (scored or rows) if not budget_mb or r["bytes"] <= budget_mb * 1e6]
     candidates = [r for r in fits if best is None or r["dev_accuracy"] >= best - tolerance_points / 100 - 1e-12]
     record.update(best_dev_accuracy=best, candidates=sorted(r["name"] for r in candidates))
