@@ -16,9 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from converter.export.bundle import write_manifest
 from device_runtime.bundle import Bundle
-from device_runtime.card import render_card
-from device_runtime.format import DEVICE_DIR, MANIFEST, MODEL_CARD, Key, Quantization
+from device_runtime.format import DEVICE_DIR, MANIFEST, Key, Quantization
 from device_runtime.platforms import platform_record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,10 +70,7 @@ def record(bundle: Path, model: str, result: dict) -> list[Path]:
             continue
         kept = [r for r in entry.get(Key.PLATFORM_METRICS, []) if r.get("platform") != result["platform"]]
         entry[Key.PLATFORM_METRICS] = [*kept, result]
-        for name, text in ((MODEL_CARD, render_card(manifest)), (MANIFEST, json.dumps(manifest, indent=2) + "\n")):
-            tmp = folder / f".{name}.tmp-{os.getpid()}"
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, folder / name)  # the card first: a kill between the two leaves a stale card, never a lost manifest
+        write_manifest(folder, manifest)
         changed.append(path)
     return changed
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from converter.config import BundleConfig, ModelConfig
 from converter.export.choice import choose_default
+from converter.files import write_bytes_atomic, write_json_atomic
 from device_runtime.bundle import extra_files, sha256_of
 from device_runtime.card import render_card
 from device_runtime.format import (
@@ -134,6 +135,13 @@ def recover_bundle(out_dir: Path) -> None:
     for path in left:
         if path.exists() and path.name.startswith((f".{out_dir.name}.staging-", f".{out_dir.name}.old-")):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    """Rewrite a bundle's manifest.json and its MODEL_CARD.md, each atomically (the manifest first: a
+    kill between the two leaves a stale card, which verify reports, never a lost manifest)."""
+    write_json_atomic(Path(folder) / MANIFEST, manifest)
+    write_bytes_atomic(Path(folder) / MODEL_CARD, render_card(manifest).encode("utf-8"))
 
 
 def _device_bytes(staging: Path, entry: dict) -> int:

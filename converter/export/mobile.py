@@ -17,10 +17,11 @@ from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
 
 from converter.errors import KitError
-from converter.files import write_bytes_atomic, write_file_atomic, write_json_atomic
+from converter.export.bundle import write_manifest
+from converter.files import write_bytes_atomic
 from converter.quiet import native_output_parked
 from device_runtime.bundle import Bundle, softmax
-from device_runtime.card import NON_COMMERCIAL, render_card
+from device_runtime.card import NON_COMMERCIAL
 from device_runtime.format import (
     ATTENTION_MASK,
     INPUT_IDS,
@@ -29,7 +30,6 @@ from device_runtime.format import (
     MEDIAPIPE_SUFFIX,
     MOBILE_INPUT_NAMES,
     MOBILE_OUTPUT_NAME,
-    MODEL_CARD,
     OUTPUT_NAME,
     Key,
 )
@@ -216,8 +216,7 @@ def _set_entry(folder: Path, file: str, entry: dict | None) -> None:
     mobile = [e for e in manifest.get(Key.MOBILE, []) if e.get(Key.FILE) != file] + ([entry] if entry else [])
     manifest.pop(Key.MOBILE, None)
     manifest = {**manifest, **({Key.MOBILE: mobile} if mobile else {})}
-    write_json_atomic(path, manifest)
-    write_file_atomic(folder / MODEL_CARD, lambda tmp: tmp.write_text(render_card(manifest), encoding="utf-8"))
+    write_manifest(folder, manifest)
 
 
 def _source(bundle: Bundle, entry: dict) -> tuple[bytes, np.ndarray | None]:
