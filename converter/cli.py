@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from converter.config import EmbeddingWeights, KitConfig, ModelRole, Pooling, QatTarget, with_overrides
+from converter.config import EmbeddingWeights, KitConfig, ModelRole, Pooling, QatTarget, Strategy, with_overrides
 from converter.errors import KitError
 from converter.quiet import PARKING, native_output_parked
 from device_runtime.errors import BundleInputError
@@ -36,6 +36,10 @@ Model = Annotated[ModelRole, typer.Option(help="which model of --work-dir")]
 Epochs = Annotated[int | None, typer.Option(help="override the step's epochs (quick runs)")]
 DefaultModel = Annotated[str, typer.Option(help="the bundle's default model by name, instead of the rule on dev")]
 BudgetMb = Annotated[float, typer.Option(help="default model: its files at most this many MB (0: no budget)")]
+StrategyOption = Annotated[Strategy, typer.Option(
+    help="tf.distribute for the teacher fine-tune and the distillation: mirrored (GPUs, or --cpu-replicas), "
+         "multiworker (TF_CONFIG)")]
+CpuReplicas = Annotated[int, typer.Option(help="--strategy mirrored without GPUs: split the CPU into N devices (tests)")]
 Tolerance = Annotated[float | None, typer.Option(
     help="default model: dev accuracy within this many points of the best (default: one standard error)")]
 
@@ -134,15 +138,21 @@ def convert(
     pooling: Annotated[Pooling, typer.Option(help="auto: the checkpoint's (mean for sentence-transformers)")] = KIT.pooling,
     default_model: DefaultModel = KIT.bundle.default_model, budget_mb: BudgetMb = KIT.bundle.budget_mb,
     tolerance_points: Tolerance = KIT.bundle.tolerance_points,
+    teacher_as_is: Annotated[bool | None, typer.Option(
+        "--teacher-as-is/--fine-tune-teacher",
+        help="use the checkpoint's own classifier as the teacher, labels mapped by name (default: when its "
+             "id2label names negative, neutral and positive)", show_default=False)] = KIT.teacher_as_is,
+    strategy: StrategyOption = KIT.strategy, cpu_replicas: CpuReplicas = KIT.cpu_replicas,
 ):
-    """Fine-tune the teacher, distill, prune, QAT; export every variant, evaluate, write the bundle."""
+    """Fine-tune the teacher (or take a fine-tuned one as is), distill, prune, QAT; export, evaluate, write the bundle."""
     from converter.jobs.context import format_default, format_table
     from converter.jobs.convert import run_convert
 
     cfg = _config(checkpoint, data, out, work_dir, seq_len, epochs=epochs, batch_size=batch_size,
                   learning_rate=learning_rate, max_train_examples=max_train_examples, seed=seed)
-    cfg = _override(dataclasses.replace(cfg, compress=not teacher_only, pooling=pooling), "distill",
-                         num_layers=student_layers)
+    cfg = _run(lambda: dataclasses.replace(cfg, compress=not teacher_only, pooling=pooling, teacher_as_is=teacher_as_is,
+                                           strategy=strategy, cpu_replicas=cpu_replicas))
+    cfg = _override(cfg, "distill", num_layers=student_layers)
     for section in ("distill", "prune", "qat"):
         cfg = _with_epochs(cfg, section, compress_epochs)
     if compress_epochs is not None:
@@ -180,14 +190,15 @@ def distill(
     alpha: Annotated[float, typer.Option(help="weight of the hard-label loss")] = KIT.distill.alpha,
     temperature: float = KIT.distill.temperature,
     ablation: Annotated[bool, typer.Option(help="also train on hard labels only (alpha = 1); see `ablation`")] = False,
-    resume: Resume = False,
+    resume: Resume = False, strategy: StrategyOption = KIT.strategy, cpu_replicas: CpuReplicas = KIT.cpu_replicas,
 ):
     """Distill a student from the teacher fine-tuned by `convert` (reads --work-dir, adds to the bundle)."""
     from converter.jobs.compression import run_step
     from converter.jobs.context import format_table
 
-    cfg = _override(_config(checkpoint, data, out, work_dir, seq_len), "distill", num_layers=layers,
-               alpha=alpha, temperature=temperature, run_ablation=ablation)
+    cfg = _config(checkpoint, data, out, work_dir, seq_len)
+    cfg = _run(lambda: dataclasses.replace(cfg, strategy=strategy, cpu_replicas=cpu_replicas))
+    cfg = _override(cfg, "distill", num_layers=layers, alpha=alpha, temperature=temperature, run_ablation=ablation)
     typer.echo(format_table(_run(run_step, cfg, "distill", "student", resume)))
 
 

@@ -36,6 +36,12 @@ class Pooling(Choice):
     AUTO = "auto"  # the checkpoint's own: mean when its 1_Pooling/config.json says mean tokens
 
 
+class Strategy(Choice):
+    NONE = "none"  # the default device
+    MIRRORED = "mirrored"  # tf.distribute.MirroredStrategy: the visible GPUs, or cpu_replicas logical CPUs
+    MULTIWORKER = "multiworker"  # tf.distribute.MultiWorkerMirroredStrategy, the cluster from TF_CONFIG
+
+
 class QatTarget(Choice):
     TEACHER = "teacher"  # the float teacher's logits
     SELF = "self"  # the float model being quantized
@@ -353,11 +359,21 @@ class KitConfig:
     checkpoint: str = "minilm"
     pooling: Pooling = Pooling.CLS  # of a freshly fine-tuned head (see Pooling); cls chosen on dev
     compress: bool = True  # distill, QAT and prune after the teacher (False: teacher only)
+    # The checkpoint's own classifier as the teacher, no fine-tune: True, False, or None (auto: when it
+    # has a head whose id2label names negative, neutral and positive in any order). See docs/design.md.
+    teacher_as_is: bool | None = None
+    # Where the teacher fine-tune and the student distillation run (tf.distribute); the TF-MOT steps
+    # run on one device (docs/design.md). cpu_replicas: with mirrored and no GPU, split the CPU into
+    # this many logical devices (tests; a check of a multi-device run on one machine).
+    strategy: Strategy = Strategy.NONE
+    cpu_replicas: int = 0
     work_dir: str = "work"
     out_dir: str = "dist"
 
     def __post_init__(self):
-        _check(self, pooling=Pooling)
+        _check(self, pooling=Pooling, strategy=Strategy)
+        if self.cpu_replicas and (self.cpu_replicas < 2 or self.strategy != Strategy.MIRRORED):
+            raise ConfigError(f"KitConfig.cpu_replicas: {self.cpu_replicas}; 0, or a count >= 2 with strategy mirrored")
 
 
 def with_overrides(cfg: KitConfig, section: str, **changes) -> KitConfig:

@@ -131,10 +131,11 @@ def _read_cache(cache: Path, shape: tuple[int, int]) -> np.ndarray | None:
 def distill(teacher, teacher_cfg: ModelConfig, train: tuple, dev: tuple, cfg: DistillConfig, work_dir: Path,
             alpha: float | None = None, resume: bool = False, student=None, student_cfg: ModelConfig | None = None,
             teacher_inputs: list[np.ndarray] | None = None, mask_id: int | None = None,
-            teacher_rows: np.ndarray | None = None):
+            teacher_rows: np.ndarray | None = None, strategy=None):
     """Train a student on train=(inputs, labels) against the teacher -> (student, its ModelConfig, state).
 
-    Without `student`, one is built from cfg and initialised from the teacher's layers.
+    Without `student`, one is built from cfg and initialised from the teacher's layers; only such a
+    student trains under `strategy` (converter.train.distribute), as its twin is built from cfg.
     teacher_inputs, teacher_rows: see distillation_data. mask_id: the vocabulary's [MASK] id, for cfg.augment_copies.
     """
     inputs, labels = train
@@ -143,11 +144,16 @@ def distill(teacher, teacher_cfg: ModelConfig, train: tuple, dev: tuple, cfg: Di
                                       teacher_inputs, teacher_rows)
     if cfg.augment_copies and teacher_inputs is None:
         inputs, targets = augmented(teacher, inputs, labels, targets, cfg, mask_id, Path(work_dir).parent)
+    build = None
     if student is None:
         student_cfg = student_config(teacher_cfg, cfg)
         seed_everything(cfg.train.seed)  # random init when widths differ
         student = init_student(teacher, teacher_cfg, student_cfg)
-    student, state = fit_classifier(student, (inputs, targets), dev, cfg.train, work_dir, loss=loss, resume=resume)
+        build = lambda: build_classifier(student_cfg, name="student")  # noqa: E731
+    elif strategy is not None:
+        raise ValueError("distill: a student passed in trains on one device (strategy needs one built from cfg)")
+    student, state = fit_classifier(student, (inputs, targets), dev, cfg.train, work_dir, loss=loss, resume=resume,
+                                    strategy=strategy, build=build)
     return student, student_cfg, state
 
 

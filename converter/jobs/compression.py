@@ -24,11 +24,13 @@ from converter.jobs.context import (
     shipping,
     split_metrics,
     teacher_pooling,
+    teacher_story,
     train_dev,
 )
 from converter.jobs.slim import run_slim
 from converter.modeling import hf_weights as ck
 from converter.modeling.bert import build_classifier
+from converter.train.distribute import on_replicas
 from device_runtime.format import Quantization
 
 log = logging.getLogger(__name__)
@@ -68,10 +70,10 @@ def trained_teacher(cfg: KitConfig):
 def run_distill(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, calibration, resume=False):
     """Student (+ the alpha = 1 ablation when cfg.distill.run_ablation) -> (student, its config, entries, report)."""
     train, dev = train_dev(ctx)
-    print(f"distilling a {cfg.distill.num_layers}-layer student (alpha {cfg.distill.alpha}, T {cfg.distill.temperature})",
-          flush=True)
+    print(f"distilling a {cfg.distill.num_layers}-layer student (alpha {cfg.distill.alpha}, T {cfg.distill.temperature})"
+          f"{on_replicas(ctx.strategy)}", flush=True)
     student, student_cfg, state = distill(teacher, teacher_cfg, train, dev, cfg.distill, Path(cfg.work_dir) / "student",
-                                          resume=resume, mask_id=token_id(ctx.vocab))
+                                          resume=resume, mask_id=token_id(ctx.vocab), strategy=ctx.strategy)
     report = {"alpha": cfg.distill.alpha, "temperature": cfg.distill.temperature,
               "distilled": {"best_dev_accuracy": state["best_dev_accuracy"], **keras_test_metrics(student, ctx)}}
     if cfg.distill.run_ablation:
@@ -202,4 +204,4 @@ def run_step(cfg: KitConfig, step: str, target: str = "teacher", resume: bool = 
         else:
             raise ConfigError(f"unknown step {step!r}")
     return write_bundle(Path(cfg.out_dir), entries, ctx.vocab, LABELS, cfg.model.max_seq_len, ctx.do_lower_case,
-                        **shipping(cfg, ctx))
+                        **shipping(cfg, ctx, teacher_story(cfg)))

@@ -18,6 +18,7 @@ from converter.export.bundle import model_entry
 from converter.export.stats import encoder_sparsity, gzip_bytes
 from converter.export.tflite import export_tflite, tflite_logits
 from converter.modeling import hf_weights as ck
+from converter.train.distribute import make_strategy
 from device_runtime.calibration import expected_calibration_error, fit_temperature, softmax
 from device_runtime.format import ATTENTION_MASK, Key, Quantization, needs_calibration
 from device_runtime.metrics import classification_metrics
@@ -40,6 +41,7 @@ class Context:
     vocab: Path
     do_lower_case: bool
     splits: dict[str, Split]
+    strategy: object = None  # tf.distribute strategy of the teacher fine-tune and the distillation (None: one device)
 
 
 def prepare(cfg: KitConfig, folder: Path, splits: dict[str, Dataset] | None = None) -> Context:
@@ -51,7 +53,8 @@ def prepare(cfg: KitConfig, folder: Path, splits: dict[str, Dataset] | None = No
         keep[: cfg.finetune.max_train_examples] = True
         splits["train"] = splits["train"].subset(keep)
     encoded = {name: Split(data, encode(tokenizer, data.texts, cfg.model.max_seq_len)) for name, data in splits.items()}
-    return Context(folder, settings["vocab"], settings["do_lower_case"], encoded)
+    strategy = make_strategy(cfg.strategy, cfg.cpu_replicas)
+    return Context(folder, settings["vocab"], settings["do_lower_case"], encoded, strategy)
 
 
 def train_dev(ctx: Context):
@@ -116,12 +119,14 @@ def _kit_version() -> str:
         return "finsent-edge (version unknown)"
 
 
-def shipping(cfg: KitConfig, ctx: Context, teacher: str | None = None) -> dict:
+def shipping(cfg: KitConfig, ctx: Context, teacher: str | None = None, trains: bool = True) -> dict:
     """write_bundle's provenance, default-model rule and median dev length for a bundle built from ctx.
 
-    teacher: how the teacher came to be (default: fine-tuned here on the training split)."""
+    teacher: how the teacher came to be (default: fine-tuned here on the training split). trains:
+    whether the bundle holds weights trained here (a fine-tuned teacher, a student): then the training
+    data and its license pass to them."""
     base = ck.PACKAGED_NAMES.get(cfg.checkpoint, cfg.checkpoint)
-    trained_here = teacher is None
+    trained_here = trains or teacher is None
     provenance = {
         "base_checkpoint": base, "base_checkpoint_license": _front_matter_license(ctx.folder),
         "teacher": teacher or f"{base} fine-tuned by the kit on the training split ({cfg.finetune.epochs} epochs, "
@@ -130,6 +135,8 @@ def shipping(cfg: KitConfig, ctx: Context, teacher: str | None = None) -> dict:
         "training_data_license": cfg.data.dataset_license if trained_here else "unknown",
         "split": {name: len(split.data) for name, split in ctx.splits.items()},
         "split_source": Path(cfg.data.data_dir).name, "kit": _kit_version()}
+    if teacher is not None:
+        provenance["teacher_as_is"] = True
     dev = ctx.splits.get("dev")
     tokens = int(np.median(dev.inputs[ATTENTION_MASK].sum(1))) if dev is not None else None
     return {"provenance": provenance, "rule": cfg.bundle, "tokens": tokens}
@@ -194,6 +201,17 @@ def teacher_pooling(cfg: KitConfig, folder: Path) -> str:
         raise ConfigError(f"{record}: the teacher there was trained with {recorded} pooling, not {wanted}; "
                          f"pass --pooling {recorded} or another --work-dir")
     return recorded
+
+
+def teacher_story(cfg: KitConfig) -> str | None:
+    """The manifest's provenance line for a teacher used as given (None: fine-tuned by the kit)."""
+    record = Path(cfg.work_dir) / "teacher" / "head.json"
+    if not record.is_file() or not json.loads(record.read_text()).get("as_is"):
+        return None
+    labels = json.loads(record.read_text())["labels"]
+    base = ck.PACKAGED_NAMES.get(cfg.checkpoint, cfg.checkpoint)
+    return (f"{base}'s own classifier, used as given (not fine-tuned by the kit); its labels "
+            f"{', '.join(labels)} mapped by name to {', '.join(LABELS)}")
 
 
 def format_default(manifest: dict) -> str:

@@ -150,6 +150,64 @@ def checkpoint_labels(hf: dict) -> tuple[str, ...]:
     return labels
 
 
+def named_labels(hf: dict) -> tuple[str, ...] | None:
+    """The head's label order when config.json's id2label names exactly negative, neutral and positive
+    (any order, any case), else None. Placeholder names (LABEL_0, ...) name nothing."""
+    labels = _id2label(hf)
+    return labels if labels and sorted(labels) == sorted(LABELS) else None
+
+
+def _id2label(hf: dict) -> tuple[str, ...]:
+    id2label = hf.get("id2label") or {}
+    try:
+        return tuple(str(id2label[str(i)] if str(i) in id2label else id2label[i]).strip().lower()
+                     for i in range(len(id2label)))
+    except KeyError:
+        raise CheckpointError(f"config.json: id2label {id2label} is not numbered 0..{len(id2label) - 1}") from None
+
+
+def label_mismatch(hf: dict) -> str:
+    """Why id2label cannot be mapped to the kit's labels by name (for an error line)."""
+    labels = _id2label(hf)
+    if not labels:
+        return "config.json has no id2label"
+    unknown = [lab for lab in labels if lab not in LABELS]
+    missing = [lab for lab in LABELS if lab not in labels]
+    return (f"config.json id2label names {', '.join(labels)}"
+            + (f"; not ours: {', '.join(unknown)}" if unknown else "")
+            + (f"; missing: {', '.join(missing)}" if missing else ""))
+
+
+def has_classifier(folder: Path) -> bool:
+    """Whether the checkpoint holds a sequence-classification head (classifier.weight and .bias)."""
+    return {"classifier.weight", "classifier.bias"} <= tensor_names(folder)
+
+
+def tensor_names(folder: Path) -> set[str]:
+    """The normalized tensor names of a checkpoint, without reading a safetensors file's values."""
+    path = Path(folder) / "model.safetensors"
+    if path.is_file():
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="numpy") as handle:
+                return {_normalize(key) for key in handle.keys()}
+        except Exception as err:
+            raise CheckpointError(f"{path}: cannot read ({err})") from None
+    return set(read_tensors(folder))
+
+
+def to_kit_order(model, labels: tuple[str, ...]) -> None:
+    """Reorder the classifier's outputs from `labels` (the checkpoint's order) to LABELS, by name."""
+    if tuple(labels) == LABELS:
+        return
+    order = [list(labels).index(label) for label in LABELS]
+    layer = model.get_layer(names.CLASSIFIER)
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel[:, order], bias[order]])
+    log.info("classifier outputs mapped by name: %s -> %s", ", ".join(labels), ", ".join(LABELS))
+
+
 def _normalize(key: str) -> str:
     key = key.removeprefix("bert.")
     return re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", key))

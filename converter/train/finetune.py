@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -15,6 +16,7 @@ import tf_keras as keras
 from converter.config import FinetuneConfig
 from converter.errors import ResumeError
 from converter.files import write_file_atomic, write_json_atomic
+from converter.train.distribute import check_batch
 
 log = logging.getLogger(__name__)
 
@@ -142,33 +144,46 @@ def dev_accuracy(model, inputs, labels) -> float:
 
 
 def fit_classifier(model, train: tuple, dev: tuple, cfg: FinetuneConfig, work_dir: Path, *,
-                   loss=None, resume: bool = False, score_fn=dev_accuracy, callbacks=(), first_candidate_epoch: int = 1):
+                   loss=None, resume: bool = False, score_fn=dev_accuracy, callbacks=(), first_candidate_epoch: int = 1,
+                   strategy=None, build=None):
     """Train `model` on train=(inputs, targets); keep the epoch best on dev=(inputs, labels).
 
     `loss` defaults to cross-entropy on logits; distillation passes its own loss and targets.
     With resume=True an interrupted run continues from the last finished epoch in work_dir.
     Epochs before `first_candidate_epoch` are trained but never selected (e.g. while a pruning
-    schedule is still ramping up).
+    schedule is still ramping up). strategy (a tf.distribute strategy, converter.train.distribute)
+    with build (no arguments -> a fresh model of the same architecture): the training runs on a twin
+    built in the strategy's scope, and `model` gets the best weights back.
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     inputs, targets = train
     steps = int(np.ceil(len(targets) / cfg.batch_size))
-    model.compile(optimizer=make_optimizer(cfg, steps),
-                  loss=loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    state = {"epoch": 0, "best_dev_accuracy": -1.0, "best_epoch": 0, "history": []}
-    state_path = work_dir / "state.json"
-    if resume and state_path.is_file():
-        state = json.loads(state_path.read_text())
-        model.optimizer.build(model.trainable_variables)
-        restore_checkpoint(model, work_dir / state.get("checkpoint", "last"), state.get("geometry"))
-        print(f"resuming {work_dir} after epoch {state['epoch']}", flush=True)
+    plain = model
+    with _scope(strategy):
+        if strategy is not None:
+            check_batch(strategy, cfg.batch_size)
+            model = build()
+            model.set_weights(plain.get_weights())
+        model.compile(optimizer=make_optimizer(cfg, steps),
+                      loss=loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        state = {"epoch": 0, "best_dev_accuracy": -1.0, "best_epoch": 0, "history": []}
+        state_path = work_dir / "state.json"
+        if resume and state_path.is_file():
+            state = json.loads(state_path.read_text())
+            model.optimizer.build(model.trainable_variables)
+            restore_checkpoint(model, work_dir / state.get("checkpoint", "last"), state.get("geometry"))
+            print(f"resuming {work_dir} after epoch {state['epoch']}", flush=True)
     if state["epoch"] < cfg.epochs:
         tty = sys.stdout.isatty()
         callback = EpochCheckpoint(work_dir, dev[0], dev[1], state, score_fn, first_candidate_epoch)
         model.fit(inputs, targets, batch_size=cfg.batch_size, epochs=cfg.epochs, initial_epoch=state["epoch"],
                   shuffle=True, callbacks=[*callbacks, callback] + ([] if tty else [ProgressLine(steps)]),
                   verbose=int(tty))
-    model.load_weights(str(work_dir / "best.weights.h5"))
-    return model, state
+    plain.load_weights(str(work_dir / "best.weights.h5"))
+    return plain, state
+
+
+def _scope(strategy):
+    return contextlib.nullcontext() if strategy is None else strategy.scope()
