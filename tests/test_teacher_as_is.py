@@ -46,7 +46,7 @@ def test_teacher_as_is_end_to_end(tmp_path):
     by_entry = {m["name"]: m for m in manifest["models"]}
     float_file = TFLiteModel(tmp_path / "dist" / by_entry["teacher-float32"]["file"])
     for row in range(len(reference["input_ids"])):
-        logits = float_file.run({"input_ids": reference["input_ids"][row:row + 1],
+        logits = float_file.predict({"input_ids": reference["input_ids"][row:row + 1],
                                  "attention_mask": reference["attention_mask"][row:row + 1]})
         np.testing.assert_allclose(logits[0], by_name[row], atol=2e-5)
     for quantization in ("dynamic", "float16", "int8"):
