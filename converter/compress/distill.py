@@ -58,20 +58,27 @@ def teacher_layer_map(num_teacher: int, num_student: int) -> list[int]:
     return [round((i + 1) * step) - 1 for i in range(num_student)]
 
 
+def initialised_from(teacher_cfg: ModelConfig, student_cfg: ModelConfig) -> list[int] | None:
+    """The teacher layer each student layer starts from (teacher_layer_map), or None when the widths
+    differ and the student starts at random."""
+    same_width = (student_cfg.hidden_size, student_cfg.num_heads, student_cfg.intermediate_size) == (
+        teacher_cfg.hidden_size, teacher_cfg.num_heads, teacher_cfg.intermediate_size)
+    return teacher_layer_map(teacher_cfg.num_layers, student_cfg.num_layers) if same_width else None
+
+
 def init_student(teacher, teacher_cfg: ModelConfig, student_cfg: ModelConfig) -> keras.Model:
     """Build the student; copy embeddings, mapped layers and head when the widths allow it."""
     student = build_classifier(student_cfg, name="student")
-    same_width = (student_cfg.hidden_size, student_cfg.num_heads, student_cfg.intermediate_size) == (
-        teacher_cfg.hidden_size, teacher_cfg.num_heads, teacher_cfg.intermediate_size)
-    if not same_width:
+    layer_map = initialised_from(teacher_cfg, student_cfg)
+    if layer_map is None:
         log.info("student widths differ from the teacher's: random initialisation")
         return student
     pairs = [(name, name) for name in SHARED_LAYERS]
-    for s, t in enumerate(teacher_layer_map(teacher_cfg.num_layers, student_cfg.num_layers)):
+    for s, t in enumerate(layer_map):
         pairs += [(names.block(s, part), names.block(t, part)) for part in names.BLOCK_WEIGHTED]
     for student_name, teacher_name in pairs:
         student.get_layer(student_name).set_weights(teacher.get_layer(teacher_name).get_weights())
-    log.info("student initialised from teacher layers %s", teacher_layer_map(teacher_cfg.num_layers, student_cfg.num_layers))
+    log.info("student initialised from teacher layers %s", layer_map)
     return student
 
 

@@ -8,7 +8,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from converter.compress.distill import distill, distillation_data, student_config
+from converter.compress.distill import distill, distillation_data, initialised_from, student_config
 from converter.compress.prune import prune
 from converter.compress.qat import qat, trained_float
 from converter.config import LABELS, KitConfig, ModelConfig, ModelRole, QatTarget
@@ -75,6 +75,7 @@ def run_distill(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig,
     student, student_cfg, state = distill(teacher, teacher_cfg, train, dev, cfg.distill, Path(cfg.work_dir) / "student",
                                           resume=resume, mask_id=token_id(ctx.vocab), strategy=ctx.strategy)
     report = {"alpha": cfg.distill.alpha, "temperature": cfg.distill.temperature,
+              "teacher_layers": initialised_from(teacher_cfg, student_cfg),
               "distilled": {"best_dev_accuracy": state["best_dev_accuracy"], **keras_test_metrics(student, ctx)}}
     if cfg.distill.run_ablation:
         report["hard_labels"] = run_ablation(cfg, ctx, teacher, teacher_cfg, resume)
