@@ -30,6 +30,7 @@ class Quantization(str, Enum):
     FLOAT16 = "float16"
     INT8 = "int8"
     INT16X8 = "int16x8"
+    INT4W = "int4w"  # 4-bit (or mixed 4/8-bit) per-channel weights, float activations (converter.export.lowbit)
 
     def __str__(self) -> str:  # f-strings and file names give the value, not "Quantization.INT8"
         return self.value

@@ -42,8 +42,9 @@ def convert(model, seq_len: int, quantization: str, calibration: dict[str, np.nd
     float_ops: TFLite op types kept in float inside an int8 model ("float islands"), e.g. the
     LayerNorm decomposition and residual adds, whose outlier-heavy ranges int8 cannot hold.
     """
-    if quantization not in QUANTIZATIONS:
-        raise ConfigError(f"unknown quantization {quantization!r}; choose from {', '.join(QUANTIZATIONS)}")
+    if quantization not in QUANTIZATIONS or quantization == Quantization.INT4W:
+        raise ConfigError(f"unknown quantization {quantization!r} for the TFLite converter; choose from "
+                          f"{', '.join(q for q in QUANTIZATIONS if q != Quantization.INT4W)} (int4w: converter.export.lowbit)")
     function = serving_function(model, seq_len)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
     if quantization != Quantization.FLOAT32:
