@@ -200,6 +200,9 @@ class DistillConfig:
     intermediate_size: int | None = None
     alpha: float = 0.1  # weight of the hard-label loss; alpha and T chosen on dev (experiments/distill_sweep.py)
     temperature: float = 2.0
+    # > 0: intermediate-layer distillation (converter.compress.intermediate): the student's embedding and
+    # layer outputs also learn the teacher's mapped layers', with this weight on their mean squared error.
+    hidden_weight: float = 0.0
     # Also train the same student on hard labels only (alpha = 1) inside convert; off by default,
     # `make ablation` runs it after convert (it doubles the student's training time).
     run_ablation: bool = False
@@ -215,6 +218,7 @@ class DistillConfig:
             raise ConfigError(f"DistillConfig.num_layers: {self.num_layers}; must be >= 1")
         _check_range(self, "alpha", 0.0, 1.0)
         _check_range(self, "temperature", 0.0, 100.0, low_open=True)
+        _check_range(self, "hidden_weight", 0.0, 1000.0)
 
 
 @dataclass(frozen=True)
@@ -258,6 +262,9 @@ class SlimConfig:
     """Beyond the usual toolkit: embedding compaction, structured pruning, length buckets."""
 
     enabled: bool = True
+    # int4w variants (4 or 8 bits per layer group, chosen on dev: converter.jobs.lowbit) of the student,
+    # student-structured, student-structured-compact and student-slim.
+    lowbit: bool = True
     # student-structured: fraction of attention heads / feed-forward neurons kept per layer
     # (chosen on dev: experiments/structured_sweep.py).
     keep_heads: float = 0.5
@@ -284,6 +291,8 @@ class SlimConfig:
     # sentence's real rows compute the same in every bucket. Full int8 calibrates fixed ranges
     # per file, and each length's calibration differs (0.6% of test labels changed).
     bucket_quantization: Quantization = Quantization.DYNAMIC
+    # Also student-structured-<bucket_quantization> in the same buckets (the whole word table, no id map).
+    structured_buckets: bool = True
     recovery: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(epochs=3, learning_rate=1e-4))
     slim_recovery: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(epochs=4, learning_rate=1e-4))
 

@@ -48,7 +48,8 @@ def test_tiny_convert_end_to_end(tmp_path):
                  "student-dynamic", "student-float16", "student-int8", "student-int16x8", "student-qat-int8", "teacher-qat-int8",
                  "teacher-pruned50-dynamic", "teacher-pruned50-int8", "student-pruned50-int8",
                  "student-pruned50-pqat-int8", "student-compact-int8", "student-structured-int8",
-                 "student-slim-int8", "student-slim-dynamic"):
+                 "student-slim-int8", "student-slim-dynamic", "student-int4w", "student-structured-int4w",
+                 "student-structured-compact-int4w", "student-slim-int4w", "student-structured-dynamic"):
         assert name in names and name in result.output
     by_name = {m["name"]: m for m in manifest["models"]}
     default = manifest["default_model"]
@@ -74,8 +75,16 @@ def test_tiny_convert_end_to_end(tmp_path):
     bucketed = by_name["student-slim-dynamic"]
     assert bucketed["buckets"] == [7, 16] and bucketed["quantization"] == "dynamic"
     assert report["slim"]["buckets"]["identical_labels"] == 1.0
+    lowbit = report["slim"]["lowbit"]["student-structured-compact"]  # every combination tried, one chosen on dev
+    assert len(lowbit["combinations"]) == 8 and lowbit["chosen"] in {c["tag"] for c in lowbit["combinations"]}
+    compact4 = by_name["student-structured-compact-int4w"]
+    assert compact4["weight_bits"]["head"] == 8 and compact4["id_map_file"] == slim["id_map_file"]
+    assert compact4["bytes"] < by_name["student-structured-int8"]["bytes"]
     assert (tmp_path / "dist" / bucketed["bucket_16_file"]).is_file()
     assert bucketed["bucket_7_file"] == bucketed["file"]  # the seq_len bucket is not stored twice
+    structured_bucketed = by_name["student-structured-dynamic"]  # the whole table: no id map
+    assert structured_bucketed["buckets"] == [7, 16] and "id_map_file" not in structured_bucketed
+    assert structured_bucketed["arch"] == structured["arch"] and report["slim"]["structured_buckets"]["identical_labels"] == 1.0
     ablation = runner.invoke(app, ["ablation", "--checkpoint", str(TINY_BERT), "--data", str(data), "--work-dir",
                                    str(tmp_path / "work"), "--seq-len", "7", "--layers", "1", "--epochs", "1"])
     assert ablation.exit_code == 0, ablation.output

@@ -72,5 +72,6 @@ def factorize_embeddings(model, cfg: ModelConfig, rank: int, positions: int, row
     return small, small_cfg
 
 
-def map_inputs(inputs: dict[str, np.ndarray], mapping: np.ndarray) -> dict[str, np.ndarray]:
-    return {**inputs, "input_ids": mapping[inputs["input_ids"]]}
+def map_inputs(inputs: dict[str, np.ndarray], mapping: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Token ids through a compact model's id map (None: a model with the whole table, ids as they are)."""
+    return inputs if mapping is None else {**inputs, "input_ids": mapping[inputs["input_ids"]]}

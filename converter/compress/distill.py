@@ -157,11 +157,34 @@ def distill(teacher, teacher_cfg: ModelConfig, train: tuple, dev: tuple, cfg: Di
         seed_everything(cfg.train.seed)  # random init when widths differ
         student = init_student(teacher, teacher_cfg, student_cfg)
         build = lambda: build_classifier(student_cfg, name="student")  # noqa: E731
+        if cfg.hidden_weight:
+            return _distill_hidden(teacher, teacher_cfg, student, student_cfg, (inputs, targets), dev, loss, cfg,
+                                   work_dir, resume, strategy)
     elif strategy is not None:
         raise ValueError("distill: a student passed in trains on one device (strategy needs one built from cfg)")
     student, state = fit_classifier(student, (inputs, targets), dev, cfg.train, work_dir, loss=loss, resume=resume,
                                     strategy=strategy, build=build)
     return student, student_cfg, state
+
+
+def _distill_hidden(teacher, teacher_cfg: ModelConfig, student, student_cfg: ModelConfig, train: tuple, dev: tuple,
+                    loss, cfg: DistillConfig, work_dir: Path, resume: bool, strategy):
+    """distill() with cfg.hidden_weight > 0: logits and hidden states (converter.compress.intermediate)."""
+    from converter.compress.intermediate import HiddenStateLoss, teacher_hidden_targets, trainer_model
+    from converter.train.finetune import dev_accuracy
+
+    if strategy is not None:
+        raise ConfigError("distill.hidden_weight > 0 trains on one device; use --strategy none")
+    inputs, targets = train
+    layer_map = teacher_layer_map(teacher_cfg.num_layers, student_cfg.num_layers)
+    print(f"intermediate-layer distillation: student layers 0-{student_cfg.num_layers - 1} learn teacher layers "
+          f"{layer_map} (hidden weight {cfg.hidden_weight})", flush=True)
+    hidden = teacher_hidden_targets(teacher, teacher_cfg, layer_map, inputs)
+    trainer = trainer_model(student, student_cfg, teacher_cfg.hidden_size)
+    _, state = fit_classifier(trainer, (inputs, [targets, hidden]), dev, cfg.train, work_dir,
+                              loss=[loss, HiddenStateLoss(cfg.hidden_weight)], resume=resume,
+                              score_fn=lambda _, x, y: dev_accuracy(student, x, y))
+    return student, student_cfg, state  # the trainer shares the student's layers: they hold the best epoch
 
 
 def augmented(teacher, inputs: list[np.ndarray], labels: np.ndarray, targets: np.ndarray, cfg: DistillConfig,

@@ -19,6 +19,7 @@ from converter.export.stats import encoder_sparsity, gzip_bytes
 from converter.export.tflite import export_tflite
 from converter.files import save_npy_atomic
 from converter.jobs.context import Context, Split, export_variants, file_metrics, split_metrics, train_dev
+from converter.jobs.lowbit import lowbit_variants
 from converter.modeling.bert import build_classifier
 from device_runtime.format import INPUT_IDS, Key, Quantization, bucket_key, needs_calibration
 from device_runtime.interpreter import TFLiteModel
@@ -108,6 +109,26 @@ def export_buckets(model, model_cfg: ModelConfig, name: str, cfg: KitConfig, ctx
     return paths, report
 
 
+def bucketed_variant(model, model_cfg: ModelConfig, prefix: str, cfg: KitConfig, ctx: Context, mapping,
+                     work: Path, fields: dict) -> tuple[dict, dict]:
+    """<prefix>-<bucket quantization>: one file per bucket length, the seq_len one the entry's own file
+    -> (manifest entry, bucketed-vs-longest report). mapping: the compact id map, or None."""
+    quantization = cfg.slim.bucket_quantization
+    name = f"{prefix}-{quantization}"
+    paths, report = export_buckets(model, model_cfg, name, cfg, ctx, mapping, work)
+    main = paths[cfg.model.max_seq_len]
+    others = {length: path for length, path in paths.items() if path != main}
+    buckets = {bucket_key(length): path.name for length, path in others.items()}
+    fields = {**fields, "extra_sources": {**fields.get("extra_sources", {}),
+                                          **{path.name: str(path) for path in others.values()}}}
+    entry = model_entry(name, main, quantization, model_cfg, report["metrics"],
+                        buckets=list(paths), float_ops=list(cfg.export.float_ops(quantization)),
+                        **({Key.TEMPERATURE: report["temperature"]} if report["temperature"] else {}),
+                        sparsity=round(encoder_sparsity(main), 4), gzip_bytes=gzip_bytes(main), **buckets, **fields)
+    entry[bucket_key(cfg.model.max_seq_len)] = entry[Key.FILE]  # the seq_len bucket is the entry's own file
+    return entry, report
+
+
 def structured_student(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, student,
                        student_cfg: ModelConfig, scores, keep_heads: float, keep_ffn: float, work_name: str,
                        resume: bool):
@@ -171,7 +192,8 @@ def slim_model(cfg: KitConfig, ctx: Context, mctx: Context, teacher, teacher_cfg
 
 def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, student, student_cfg: ModelConfig,
              calibration, resume: bool = False):
-    """student-compact-int8, student-structured-int8, and the bucketed student-slim-int8 -> (entries, report)."""
+    """student-compact-int8, student-structured-int8, the bucketed student-slim-int8 and the int4w variants of
+    the student, the structured student (with and without its compact table) and the slim one -> (entries, report)."""
     work = Path(cfg.work_dir) / "slim"
     kept, mapping, map_path, report = compaction(cfg, ctx, work)
     mctx = mapped_context(ctx, mapping)
@@ -191,6 +213,9 @@ def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, st
         cfg, ctx, teacher, teacher_cfg, student, student_cfg, scores, cfg.slim.keep_heads, cfg.slim.keep_ffn,
         "student_structured", resume)
     entries += export_variants(small, small_cfg, "student-structured", ctx, cfg, (Quantization.INT8,), calibration)
+    structured, structured_cfg = small, small_cfg
+    lowbit_sources = [(student, student_cfg, "student", {}, ()), (small, small_cfg, "student-structured", {}, ()),
+                      (*compact_model(small, small_cfg, kept), "student-structured-compact", map_fields, (map_path,))]
     if (cfg.slim.slim_keep_heads, cfg.slim.slim_keep_ffn) != (cfg.slim.keep_heads, cfg.slim.keep_ffn):
         small, small_cfg, report["slim_structured"] = structured_student(
             cfg, ctx, teacher, teacher_cfg, student, student_cfg, scores, cfg.slim.slim_keep_heads,
@@ -203,17 +228,16 @@ def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, st
     report["slim"]["bundle_bytes_without_manifest"] = sum(
         Path(p).stat().st_size for p in (entries[-1]["source"], ctx.vocab, map_path))
 
-    quantization = cfg.slim.bucket_quantization
-    paths, report["buckets"] = export_buckets(slim, slim_cfg, f"student-slim-{quantization}", cfg, mctx, mapping, work)
-    main = paths[cfg.model.max_seq_len]
-    others = {length: path for length, path in paths.items() if path != main}
-    buckets = {bucket_key(length): path.name for length, path in others.items()}
-    fields = {**map_fields, "extra_sources": {**map_fields["extra_sources"],
-                                              **{path.name: str(path) for path in others.values()}}}
-    entry = model_entry(f"student-slim-{quantization}", main, quantization, slim_cfg, report["buckets"]["metrics"],
-                        buckets=list(paths), float_ops=list(cfg.export.float_ops(quantization)),
-                        **({Key.TEMPERATURE: report["buckets"]["temperature"]} if report["buckets"]["temperature"] else {}),
-                        sparsity=round(encoder_sparsity(main), 4), gzip_bytes=gzip_bytes(main), **buckets, **fields)
-    entry[bucket_key(cfg.model.max_seq_len)] = entry[Key.FILE]  # the seq_len bucket is the entry's own file
+    if cfg.slim.lowbit:
+        lowbit_sources.append((slim, slim_cfg, "student-slim", map_fields, (map_path,)))
+        contexts = {"student": ctx, "student-structured": ctx, "student-structured-compact": mctx, "student-slim": mctx}
+        lowbit_entries, report["lowbit"] = lowbit_variants(lowbit_sources, contexts, cfg, Path(ctx.vocab))
+        entries += lowbit_entries
+
+    entry, report["buckets"] = bucketed_variant(slim, slim_cfg, "student-slim", cfg, mctx, mapping, work, map_fields)
     entries.append(entry)
+    if cfg.slim.structured_buckets:  # the structured student at the same lengths: speed from structure alone
+        entry, report["structured_buckets"] = bucketed_variant(structured, structured_cfg, "student-structured", cfg,
+                                                               ctx, None, work, {})
+        entries.append(entry)
     return entries, report

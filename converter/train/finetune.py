@@ -159,7 +159,8 @@ def fit_classifier(model, train: tuple, dev: tuple, cfg: FinetuneConfig, work_di
     work_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     inputs, targets = train
-    steps = int(np.ceil(len(targets) / cfg.batch_size))
+    rows = len(inputs[0]) if isinstance(inputs, (list, tuple)) else len(inputs)
+    steps = int(np.ceil(rows / cfg.batch_size))
     plain = model
     with _scope(strategy):
         if strategy is not None:
