@@ -1,4 +1,4 @@
-"""PNG plots of a `make bench` report: accuracy vs latency (Pareto front), sizes, threads."""
+"""PNG plots of a `make bench` report: accuracy vs end-to-end latency and vs bundle size (Pareto fronts), sizes, threads."""
 
 from __future__ import annotations
 
@@ -24,27 +24,14 @@ def draw_all(report: dict, stem: Path) -> list[Path]:
     rows = [r for r in report["rows"] if r.get("status") == "ok" and r.get("accuracy") is not None]
     paths = []
 
-    fig, ax = plt.subplots(figsize=(9, 6))
-    points = [(r["p50_ms"], r["accuracy"] * 100, r["model"]) for r in rows]
-    front = pareto_front(points)
-    placed: list[tuple[float, float]] = []
-    for x, y, name in points:
-        on_front = name in front
-        ax.scatter(x, y, color="tab:red" if on_front else "tab:blue", s=40 if on_front else 20, zorder=3)
-        # Stack the labels of points that (nearly) coincide, e.g. float32 and float16 twins.
-        near = sum(1 for px, py in placed if abs(px / x - 1) < 0.12 and abs(py - y) < 0.25)
-        placed.append((x, y))
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4 - 10 * near), fontsize=7,
-                    fontweight="bold" if on_front else "normal")
-    front_points = sorted((x, y) for x, y, name in points if name in front)
-    ax.plot([p[0] for p in front_points], [p[1] for p in front_points], "--", color="tab:red", label="Pareto front")
-    ax.set_xscale("log")
-    ax.set_xlabel("p50 latency per sentence, ms (1 thread, log scale)")
-    ax.set_ylabel("test accuracy, %")
-    ax.set_title(f"Accuracy vs latency, seq {report['seq_len']} ({report['platform']['machine']})")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    paths.append(_save(fig, stem, "pareto"))
+    title = f"seq {report['seq_len']}, {report['platform']['machine']}"
+    paths.append(_front_plot(plt, [(r["e2e_p50_ms"], r["accuracy"] * 100, r["model"]) for r in rows],
+                             "end-to-end p50 per sentence, ms (tokenizer included, 1 thread, log scale)",
+                             f"Accuracy vs end-to-end latency ({title}, {_features(report)})", stem, "pareto"))
+    sized = [(r["pack_bytes"] / 1e6, r["accuracy"] * 100, r["model"]) for r in rows if r.get("pack_bytes")]
+    if sized:
+        paths.append(_front_plot(plt, sized, "packed bundle, MB (model, vocab, id map, manifest, card; log scale)",
+                                 f"Accuracy vs bundle size ({title})", stem, "pareto-size"))
 
     fig, ax = plt.subplots(figsize=(10, 5))
     ordered = sorted(rows, key=lambda r: r["bytes"] or 0)
@@ -76,6 +63,34 @@ def draw_all(report: dict, stem: Path) -> list[Path]:
     if report.get("calibration"):
         paths.append(_reliability(plt, report["calibration"], stem))
     return paths
+
+
+def _features(report: dict) -> str:
+    return ", ".join(report["platform"].get("int8_features") or []) or "no int8 dot-product features listed"
+
+
+def _front_plot(plt, points: list[tuple[float, float, str]], xlabel: str, title: str, stem: Path, kind: str) -> Path:
+    """Accuracy (y) against a cost (x, log scale), the Pareto front in red."""
+    fig, ax = plt.subplots(figsize=(9, 6))
+    front = pareto_front(points)
+    placed: list[tuple[float, float]] = []
+    for x, y, name in points:
+        on_front = name in front
+        ax.scatter(x, y, color="tab:red" if on_front else "tab:blue", s=40 if on_front else 20, zorder=3)
+        # Stack the labels of points that (nearly) coincide, e.g. float32 and float16 twins.
+        near = sum(1 for px, py in placed if abs(px / x - 1) < 0.12 and abs(py - y) < 0.25)
+        placed.append((x, y))
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4 - 10 * near), fontsize=7,
+                    fontweight="bold" if on_front else "normal")
+    front_points = sorted((x, y) for x, y, name in points if name in front)
+    ax.plot([p[0] for p in front_points], [p[1] for p in front_points], "--", color="tab:red", label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy, %")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    return _save(fig, stem, kind)
 
 
 def _reliability(plt, calibration: dict, stem: Path) -> Path:

@@ -8,21 +8,25 @@ def _num(value, fmt: str) -> str:
 
 
 def variant_table(rows: list[dict]) -> list[str]:
-    lines = ["| variant | MB | gzip MB | sparsity | accuracy | AllAgree acc | ECE raw / calibrated | p50 ms | p90 ms "
-             "| end-to-end p50 ms | peak MB | speed-up vs teacher-float32 |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| variant | MB | packed MB | gzip MB | sparsity | accuracy | AllAgree acc | ECE raw / calibrated | p50 ms "
+             "| p90 ms | end-to-end p50 ms | peak MB | speed-up vs teacher-float32 | Pareto front |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in sorted(rows, key=lambda r: r.get("p50_ms") or 1e9):
         if r.get("status") != "ok":
-            lines.append(f"| {r['model']} | | | | | | | failed: {r.get('error', '?')} | | | | |")
+            lines.append(f"| {r['model']} | | | | | | | | failed: {r.get('error', '?')} | | | | | |")
             continue
+        front = " + ".join(label for key, label in (("front_bytes", "size"), ("front_e2e", "speed")) if r.get(key))
         lines.append(
             f"| {r['model']} | {_num(r['bytes'] and r['bytes'] / 1e6, '.2f')} | "
+            f"{_num(r.get('pack_bytes') and r['pack_bytes'] / 1e6, '.3f')} | "
             f"{_num(r['gzip_bytes'] and r['gzip_bytes'] / 1e6, '.2f')} | {_num(r['sparsity'], '.3f')} | "
             f"{_num(r['accuracy'], '.4f')} | {_num(r['allagree_accuracy'], '.4f')} | "
             f"{_num(r.get('ece'), '.4f')} / {_num(r.get('ece_calibrated'), '.4f')} | {r['p50_ms']:.2f} | "
             f"{r['p90_ms']:.2f} | {r['e2e_p50_ms']:.2f} | {_num(r['peak_memory_mb'], '.0f')} | "
-            f"{_num(r['speedup_vs_teacher_float32'], '.2f')}x |")
-    return lines
+            f"{_num(r['speedup_vs_teacher_float32'], '.2f')}x | {front or '-'} |")
+    return lines + ["", "Packed MB: what `python -m device_runtime pack` writes for the model (its files, the vocab, "
+                        "any id map, a one-model manifest and model card). Pareto front: no other model is both more "
+                        "accurate on test and smaller packed (size) or faster end to end (speed)."]
 
 
 def simple_table(results: list[dict], title: str) -> list[str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.plots import draw_all
+from benchmarks.plots import draw_all, pareto_front
 from benchmarks.report import markdown_report
 from device_runtime.bench import run_bench
 from device_runtime.calibration import expected_calibration_error, reliability, softmax
@@ -76,6 +76,32 @@ def join_manifest(rows: list[dict], manifest: dict) -> list[dict]:
     return rows
 
 
+def pack_bytes(bundle: Path, names: list[str]) -> dict[str, int]:
+    """Bytes of what a device gets for each model: `device_runtime pack`'s folder (model file and its
+    bucket files, id map, vocab, one-model manifest, model card), packed and verified for real."""
+    import tempfile
+
+    from device_runtime.pack import pack
+
+    sizes = {}
+    with tempfile.TemporaryDirectory(prefix="bench-pack.") as tmp:
+        for name in names:
+            folder = pack(bundle, name, Path(tmp) / name)
+            sizes[name] = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+    return sizes
+
+
+def mark_fronts(rows: list[dict]) -> list[dict]:
+    """front_bytes / front_e2e on each row: on the Pareto front of test accuracy against packed
+    bytes / end-to-end p50 (no other model both smaller or faster and more accurate)."""
+    scored = [r for r in rows if r.get("status") == "ok" and r.get("accuracy") is not None]
+    for key, x in (("front_bytes", "pack_bytes"), ("front_e2e", "e2e_p50_ms")):
+        front = set(pareto_front([(r[x], r["accuracy"], r["model"]) for r in scored if r.get(x) is not None]))
+        for r in rows:
+            r[key] = r["model"] in front
+    return rows
+
+
 def calibration_of_default(bundle: Path, data: Path) -> dict:
     """The default model's reliability bins on `data`, before and after its temperature."""
     classifier = Classifier.from_bundle(bundle)
@@ -115,6 +141,10 @@ def main() -> int:
         print(f"round {index + 1}/{args.rounds}: {len(names)} models, 1 thread", flush=True)
         raw["rounds"].append(run_bench(bundle, names, [1], args.runs, args.warmup, Path(f"{stem}.partial.json"), data))
     rows = join_manifest(median_rows([r["results"] for r in raw["rounds"]]), manifest)
+    sizes = pack_bytes(bundle, names)
+    for row in rows:
+        row["pack_bytes"] = sizes.get(row["model"])
+    rows = mark_fronts(rows)
 
     thread_counts = [int(t) for t in args.threads.split(",")]
     thread_models = [n for n in (BASELINE, "student-int8", "student-dynamic") if n in names]

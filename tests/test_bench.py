@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from benchmarks.plots import pareto_front
-from benchmarks.run_bench import median_rows
+from benchmarks.run_bench import mark_fronts, median_rows, pack_bytes
 from device_runtime import cli
 from device_runtime.bench import run_bench, summarize, throughput
 
@@ -28,6 +28,27 @@ def test_throughput_is_runs_per_second():
 def test_pareto_front():
     points = [(1.0, 80.0, "fast"), (2.0, 85.0, "mid"), (3.0, 84.0, "dominated"), (4.0, 86.0, "best")]
     assert pareto_front(points) == ["fast", "mid", "best"]
+
+
+def test_fronts_of_size_and_speed():
+    def row(model, pack, e2e, accuracy):
+        return {"model": model, "status": "ok", "pack_bytes": pack, "e2e_p50_ms": e2e, "accuracy": accuracy}
+    rows = mark_fronts([row("big-slow-best", 90e6, 18.0, 0.87), row("small-fast", 4e6, 1.0, 0.84),
+                        row("small-slow", 3e6, 9.0, 0.83), row("big-fast", 20e6, 0.9, 0.83),
+                        {"model": "broken", "status": "failed"}])
+    fronts = {r["model"]: (r["front_bytes"], r["front_e2e"]) for r in rows}
+    assert fronts == {"big-slow-best": (True, True), "small-fast": (True, True), "small-slow": (True, False),
+                      "big-fast": (False, True), "broken": (False, False)}
+
+
+def test_pack_bytes_is_what_pack_writes(bundle_dir, tmp_path):
+    from device_runtime.pack import pack
+
+    sizes = pack_bytes(bundle_dir, ["model-int8"])
+    folder = pack(bundle_dir, "model-int8", tmp_path / "p")
+    files = sorted(f.name for f in folder.iterdir())
+    assert "manifest.json" in files and "vocab.txt" in files and "model-int8.tflite" in files
+    assert sizes == {"model-int8": sum(f.stat().st_size for f in folder.iterdir())}
 
 
 def test_median_rows_and_ratios():

@@ -9,10 +9,11 @@ from converter.errors import ConfigError
 from device_runtime.format import Key, Quantization
 
 # Tie-break between files of one structure: int8 arithmetic was never slower than float on the CPUs measured.
-QUANTIZATION_ORDER = (Quantization.INT8, Quantization.DYNAMIC, Quantization.INT16X8, Quantization.FLOAT16,
-                      Quantization.FLOAT32)
+# int4w computes as dynamic does (float activations quantized on the fly), from 4-bit weights.
+QUANTIZATION_ORDER = (Quantization.INT8, Quantization.DYNAMIC, Quantization.INT4W, Quantization.INT16X8,
+                      Quantization.FLOAT16, Quantization.FLOAT32)
 RULE = ("fewest estimated multiply-adds for a sentence of the median dev length (int8 before dynamic, "
-        "int16x8, float16, float32; then fewer bytes) among the models whose dev accuracy is within "
+        "int4w, int16x8, float16, float32; then fewer bytes) among the models whose dev accuracy is within "
         "{tolerance} of the best and whose files fit {budget}")
 
 
