@@ -202,6 +202,7 @@ class DistillConfig:
     temperature: float = 2.0
     # > 0: intermediate-layer distillation (converter.compress.intermediate): the student's embedding and
     # layer outputs also learn the teacher's mapped layers', with this weight on their mean squared error.
+    # The student distillation only (the structured and slim recoveries learn logits); one device.
     hidden_weight: float = 0.0
     # Also train the same student on hard labels only (alpha = 1) inside convert; off by default,
     # `make ablation` runs it after convert (it doubles the student's training time).
@@ -383,6 +384,9 @@ class KitConfig:
         _check(self, pooling=Pooling, strategy=Strategy)
         if self.cpu_replicas and (self.cpu_replicas < 2 or self.strategy != Strategy.MIRRORED):
             raise ConfigError(f"KitConfig.cpu_replicas: {self.cpu_replicas}; 0, or a count >= 2 with strategy mirrored")
+        if self.distill.hidden_weight and self.strategy != Strategy.NONE:
+            raise ConfigError("distill.hidden_weight > 0 (intermediate-layer distillation) trains on one device; "
+                              "use --strategy none")
 
 
 def with_overrides(cfg: KitConfig, section: str, **changes) -> KitConfig:

@@ -73,8 +73,10 @@ def test_convert_on_bert_base_geometry(tmp_path):
             shapes = TFLiteModel(tmp_path / "dist" / file).input_shapes()
             assert all(shape == [1, length] for shape in shapes.values()), (file, shapes)
         matrices, others = _weights(entry)
-        per = bytes_per_weight.get(entry["quantization"], 1)
-        low, high = matrices * per, (matrices * per + others * 4) * 1.05 + 400_000
+        bits = entry.get("weight_bits")  # int4w: 4 or 8 bits per group
+        per_low = min(bits.values()) / 8 if bits else bytes_per_weight.get(entry["quantization"], 1)
+        per_high = max(bits.values()) / 8 if bits else per_low
+        low, high = matrices * per_low, (matrices * per_high + others * 4) * 1.05 + 400_000
         assert low <= entry["bytes"] <= high, f"{name}: {entry['bytes']:,} bytes outside [{low:,}, {high:,.0f}]"
     assert by_name["teacher-float32"]["bytes"] > 340e6 and by_name["student-int8"]["bytes"] < 30e6
     assert [m["source_model"] for m in manifest["mobile"]] == [manifest["default_model"]["name"]]

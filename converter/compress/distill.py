@@ -15,7 +15,7 @@ import tf_keras as keras
 from converter.config import DistillConfig, ModelConfig
 from converter.data.augment import augment_ids
 from converter.errors import ConfigError
-from converter.files import save_npy_atomic
+from converter.files import save_npy_atomic, write_file_atomic, write_json_atomic
 from converter.modeling import names
 from converter.modeling.bert import build_classifier
 from converter.train.finetune import fit_classifier, seed_everything
@@ -181,9 +181,13 @@ def _distill_hidden(teacher, teacher_cfg: ModelConfig, student, student_cfg: Mod
           f"{layer_map} (hidden weight {cfg.hidden_weight})", flush=True)
     hidden = teacher_hidden_targets(teacher, teacher_cfg, layer_map, inputs)
     trainer = trainer_model(student, student_cfg, teacher_cfg.hidden_size)
-    _, state = fit_classifier(trainer, (inputs, [targets, hidden]), dev, cfg.train, work_dir,
+    # The trainer (student + projections) checkpoints in its own folder; the student's own best weights
+    # and state then go where every later step reads a student (load_trained).
+    _, state = fit_classifier(trainer, (inputs, [targets, hidden]), dev, cfg.train, Path(work_dir) / "trainer",
                               loss=[loss, HiddenStateLoss(cfg.hidden_weight)], resume=resume,
                               score_fn=lambda _, x, y: dev_accuracy(student, x, y))
+    write_file_atomic(Path(work_dir) / "best.weights.h5", lambda tmp: student.save_weights(str(tmp)))
+    write_json_atomic(Path(work_dir) / "state.json", {**state, "trained_by": "trainer"})
     return student, student_cfg, state  # the trainer shares the student's layers: they hold the best epoch
 
 

@@ -88,7 +88,7 @@ def run_ablation(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig
     train, dev = train_dev(ctx)
     print("ablation: the same student on hard labels only (alpha = 1)", flush=True)
     # No teacher at all: the original sentences only (no teacher-labelled augmented copies).
-    hard, _, state = distill(teacher, teacher_cfg, train, dev, replace(cfg.distill, augment_copies=0),
+    hard, _, state = distill(teacher, teacher_cfg, train, dev, replace(cfg.distill, augment_copies=0, hidden_weight=0.0),
                              Path(cfg.work_dir) / "student_hard", alpha=1.0, resume=resume)
     return {"best_dev_accuracy": state["best_dev_accuracy"], **keras_test_metrics(hard, ctx)}
 
@@ -204,5 +204,6 @@ def run_step(cfg: KitConfig, step: str, target: str = "teacher", resume: bool = 
                                 resume=resume)[0]
         else:
             raise ConfigError(f"unknown step {step!r}")
+    story = teacher_story(cfg)
     return write_bundle(Path(cfg.out_dir), entries, ctx.vocab, LABELS, cfg.model.max_seq_len, ctx.do_lower_case,
-                        **shipping(cfg, ctx, teacher_story(cfg)))
+                        **shipping(cfg, ctx, story, as_is=story is not None))

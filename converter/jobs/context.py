@@ -119,12 +119,12 @@ def _kit_version() -> str:
         return "finsent-edge (version unknown)"
 
 
-def shipping(cfg: KitConfig, ctx: Context, teacher: str | None = None, trains: bool = True) -> dict:
+def shipping(cfg: KitConfig, ctx: Context, teacher: str | None = None, trains: bool = True, as_is: bool = False) -> dict:
     """write_bundle's provenance, default-model rule and median dev length for a bundle built from ctx.
 
     teacher: how the teacher came to be (default: fine-tuned here on the training split). trains:
     whether the bundle holds weights trained here (a fine-tuned teacher, a student): then the training
-    data and its license pass to them."""
+    data and its license pass to them. as_is: the teacher is a checkpoint's classifier used as given."""
     base = ck.PACKAGED_NAMES.get(cfg.checkpoint, cfg.checkpoint)
     trained_here = trains or teacher is None
     provenance = {
@@ -135,7 +135,7 @@ def shipping(cfg: KitConfig, ctx: Context, teacher: str | None = None, trains: b
         "training_data_license": cfg.data.dataset_license if trained_here else "unknown",
         "split": {name: len(split.data) for name, split in ctx.splits.items()},
         "split_source": Path(cfg.data.data_dir).name, "kit": _kit_version()}
-    if teacher is not None:
+    if as_is:
         provenance["teacher_as_is"] = True
     dev = ctx.splits.get("dev")
     tokens = int(np.median(dev.inputs[ATTENTION_MASK].sum(1))) if dev is not None else None

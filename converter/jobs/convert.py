@@ -97,13 +97,14 @@ def run_convert(cfg: KitConfig, resume: bool = False) -> dict:
     calibration = calibration_inputs(ctx.splits["train"], cfg.export.num_calibration_examples, cfg.export.calibration_seed)
     entries = export_variants(model, model_cfg, "teacher", ctx, cfg, calibration=calibration)
     # A fresh bundle (nothing kept from an earlier run), usable from here on; compression adds to it.
+    story = teacher_story(cfg)  # None: the teacher was fine-tuned here
     manifest = write_bundle(Path(cfg.out_dir), entries, ctx.vocab, LABELS, model_cfg.max_seq_len, ctx.do_lower_case,
-                            keep_existing=False, **shipping(cfg, ctx, teacher_story(cfg), trains=cfg.compress))
+                            keep_existing=False, **shipping(cfg, ctx, story, trains=story is None, as_is=story is not None))
     if cfg.compress:
         print(f"teacher bundle written to {cfg.out_dir}/:\n{format_table(manifest)}\ncompression next", flush=True)
         entries = run_compression(cfg, ctx, model, model_cfg, calibration, resume)[0]
         manifest = write_bundle(Path(cfg.out_dir), entries, ctx.vocab, LABELS, model_cfg.max_seq_len,
-                                ctx.do_lower_case, **shipping(cfg, ctx, teacher_story(cfg)))
+                                ctx.do_lower_case, **shipping(cfg, ctx, story, as_is=story is not None))
     if cfg.bundle.mobile:
         manifest = write_mobile(Path(cfg.out_dir))
     return manifest

@@ -142,7 +142,7 @@ def checkpoint_labels(hf: dict) -> tuple[str, ...]:
     id2label = hf.get("id2label")
     if not id2label:
         return LABELS
-    labels = tuple(str(id2label[str(i)] if str(i) in id2label else id2label[i]).lower() for i in range(len(id2label)))
+    labels = _id2label(hf)
     if sorted(labels) != sorted(LABELS):
         if all(re.fullmatch(r"label_\d+", lab) for lab in labels):
             return LABELS  # transformers' placeholder names: assume our order
