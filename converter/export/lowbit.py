@@ -21,11 +21,10 @@ import numpy as np
 
 from converter.errors import ConfigError
 from converter.export.lookup import gather_to_embedding_lookup
-from converter.export.tflite import convert
-from converter.files import write_bytes_atomic
+from converter.export.tflite import convert, write_checked
 from converter.modeling import names
 from converter.quiet import native_output_parked
-from device_runtime.interpreter import ModelLoadError, TFLiteModel
+from device_runtime.interpreter import ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -140,19 +139,7 @@ def lowbit_bytes(model, seq_len: int, bits: WeightBits) -> bytes:
 def export_lowbit(model, seq_len: int, bits: WeightBits, path: Path) -> Path:
     """Fake-quantized `model` (see fake_quantize) -> its int4w file at `path`, checked for a
     [1, seq_len] signature before it replaces anything (as export_tflite)."""
-    path = Path(path)
-    data = lowbit_bytes(model, seq_len, bits)
-
-    def check(tmp: Path) -> None:
-        try:
-            with native_output_parked():
-                TFLiteModel(tmp, seq_len=seq_len)
-        except ModelLoadError as err:
-            raise ModelLoadError(str(err).replace(str(tmp), str(path))) from None
-
-    write_bytes_atomic(path, data, check)
-    log.info("wrote %s (%.2f MB, %s)", path, len(data) / 1e6, bits.tag)
-    return path
+    return write_checked(Path(path), lowbit_bytes(model, seq_len, bits), seq_len)
 
 
 def file_weights(path: Path) -> dict[str, tuple[int, np.ndarray]]:

@@ -76,8 +76,11 @@ def export_tflite(model, seq_len: int, quantization: str, path: Path, calibratio
     """Convert, prove the new file's inputs are [1, seq_len] (shape and signature), then rename it into place.
 
     The check runs on a temporary file beside `path`: a file that fails it never replaces the previous export."""
-    path = Path(path)
-    data = convert(model, seq_len, quantization, calibration, float_ops)
+    return write_checked(Path(path), convert(model, seq_len, quantization, calibration, float_ops), seq_len)
+
+
+def write_checked(path: Path, data: bytes, seq_len: int) -> Path:
+    """Write a .tflite flatbuffer to `path` once a temporary copy beside it loads with [1, seq_len] inputs."""
 
     def check(tmp: Path) -> None:
         try:
@@ -87,7 +90,7 @@ def export_tflite(model, seq_len: int, quantization: str, path: Path, calibratio
             raise ModelLoadError(str(err).replace(str(tmp), str(path))) from None
 
     write_bytes_atomic(path, data, check)
-    log.info("wrote %s (%.1f MB)", path, len(data) / 1e6)
+    log.info("wrote %s (%.2f MB)", path, len(data) / 1e6)
     return path
 
 

@@ -46,19 +46,20 @@ def lowbit_variant(model, model_cfg: ModelConfig, prefix: str, ctx: Context, cfg
     <prefix>-int4w and scored on test -> (manifest entry, report with every combination)."""
     work = Path(cfg.work_dir) / "lowbit"
     dev, test = ctx.splits["dev"], ctx.splits["test"]
-    results, seq_len = [], model_cfg.max_seq_len
+    results, tried, seq_len = [], {}, model_cfg.max_seq_len
     for bits in WeightBits.every():
         path = export_lowbit(on_grid_copy(model, model_cfg, bits), seq_len, bits, work / f"{prefix}-{bits.tag}.tflite")
-        accuracy = split_metrics(tflite_logits(path, dev.inputs), dev)["test"]["accuracy"]
+        dev_logits = tflite_logits(path, dev.inputs)
+        tried[bits.tag] = bits, dev_logits
+        accuracy = split_metrics(dev_logits, dev)["test"]["accuracy"]
         results.append({"bits": bits.as_dict(), "tag": bits.tag, "bytes": path.stat().st_size, "dev_accuracy": accuracy})
         print(f"{prefix}-int4w {bits.tag}: {path.stat().st_size / 1e6:.2f} MB, dev accuracy {accuracy:.4f}", flush=True)
-    chosen = choose_bits(results, len(dev.data))
-    bits = WeightBits(*(chosen["bits"][group] for group in ("embeddings", "attention", "ffn")))
+    bits, dev_logits = tried[choose_bits(results, len(dev.data))["tag"]]
     name = f"{prefix}-{Quantization.INT4W}"
     path = Path(cfg.work_dir) / "export" / f"{name}.tflite"
     path.parent.mkdir(parents=True, exist_ok=True)
     os.replace(work / f"{prefix}-{bits.tag}.tflite", path)
-    logits = {"dev": tflite_logits(path, dev.inputs), "test": tflite_logits(path, test.inputs)}
+    logits = {"dev": dev_logits, "test": tflite_logits(path, test.inputs)}
     metrics, temperature = file_metrics(logits, {"dev": dev, "test": test})
     print(f"{name}: {bits.tag} chosen on dev, {path.stat().st_size / 1e6:.2f} MB, test accuracy "
           f"{metrics['test']['accuracy']:.4f}", flush=True)
@@ -71,12 +72,11 @@ def lowbit_variant(model, model_cfg: ModelConfig, prefix: str, ctx: Context, cfg
     return entry, report
 
 
-def lowbit_variants(sources: list[tuple], ctx_by_prefix: dict, cfg: KitConfig, vocab: Path) -> tuple[list, dict]:
-    """sources: (model, cfg, prefix, extra entry fields, extra bundle files) -> (entries, report by prefix)."""
+def lowbit_variants(sources: list[tuple], cfg: KitConfig, vocab: Path) -> tuple[list, dict]:
+    """sources: (model, cfg, prefix, its Context, extra entry fields, extra bundle files) -> (entries, report by prefix)."""
     entries, report = [], {}
-    for model, model_cfg, prefix, extra, files in sources:
-        entry, report[prefix] = lowbit_variant(model, model_cfg, prefix, ctx_by_prefix[prefix], cfg,
-                                               (vocab, *files), **extra)
+    for model, model_cfg, prefix, ctx, extra, files in sources:
+        entry, report[prefix] = lowbit_variant(model, model_cfg, prefix, ctx, cfg, (vocab, *files), **extra)
         entries.append(entry)
     return entries, report
 

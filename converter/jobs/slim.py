@@ -214,8 +214,8 @@ def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, st
         "student_structured", resume)
     entries += export_variants(small, small_cfg, "student-structured", ctx, cfg, (Quantization.INT8,), calibration)
     structured, structured_cfg = small, small_cfg
-    lowbit_sources = [(student, student_cfg, "student", {}, ()), (small, small_cfg, "student-structured", {}, ()),
-                      (*compact_model(small, small_cfg, kept), "student-structured-compact", map_fields, (map_path,))]
+    lowbit_sources = [(student, student_cfg, "student", ctx, {}, ()), (small, small_cfg, "student-structured", ctx, {}, ()),
+                      (*compact_model(small, small_cfg, kept), "student-structured-compact", mctx, map_fields, (map_path,))]
     if (cfg.slim.slim_keep_heads, cfg.slim.slim_keep_ffn) != (cfg.slim.keep_heads, cfg.slim.keep_ffn):
         small, small_cfg, report["slim_structured"] = structured_student(
             cfg, ctx, teacher, teacher_cfg, student, student_cfg, scores, cfg.slim.slim_keep_heads,
@@ -229,9 +229,8 @@ def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, st
         Path(p).stat().st_size for p in (entries[-1]["source"], ctx.vocab, map_path))
 
     if cfg.slim.lowbit:
-        lowbit_sources.append((slim, slim_cfg, "student-slim", map_fields, (map_path,)))
-        contexts = {"student": ctx, "student-structured": ctx, "student-structured-compact": mctx, "student-slim": mctx}
-        lowbit_entries, report["lowbit"] = lowbit_variants(lowbit_sources, contexts, cfg, Path(ctx.vocab))
+        lowbit_sources.append((slim, slim_cfg, "student-slim", mctx, map_fields, (map_path,)))
+        lowbit_entries, report["lowbit"] = lowbit_variants(lowbit_sources, cfg, Path(ctx.vocab))
         entries += lowbit_entries
 
     entry, report["buckets"] = bucketed_variant(slim, slim_cfg, "student-slim", cfg, mctx, mapping, work, map_fields)
