@@ -53,6 +53,7 @@ BENCH_COLUMNS = (
     ("ECE calibrated", "ece_calibrated", ".4f"), ("p50 ms", "p50_ms", ".2f"),
     ("p90 ms", "p90_ms", ".2f"), ("end-to-end p50 ms", "e2e_p50_ms", ".2f"), ("peak MB", "peak_memory_mb", ".0f"),
     ("speed-up vs teacher-float32", "speedup_vs_teacher_float32", "x"),
+    ("end-to-end speed-up", "e2e_speedup_vs_teacher_float32", "x"),
 )
 
 

@@ -143,6 +143,8 @@ def convert(
         help="use the checkpoint's own classifier as the teacher, labels mapped by name (default: when its "
              "id2label names negative, neutral and positive)", show_default=False)] = KIT.teacher_as_is,
     strategy: StrategyOption = KIT.strategy, cpu_replicas: CpuReplicas = KIT.cpu_replicas,
+    lowbit: Annotated[bool, typer.Option(help="the int4w variants (8 conversions per model, bits chosen on dev)")]
+    = KIT.slim.lowbit,
 ):
     """Fine-tune the teacher (or take a fine-tuned one as is), distill, prune, QAT; export, evaluate, write the bundle."""
     from converter.jobs.context import format_default, format_table
@@ -153,6 +155,7 @@ def convert(
     cfg = _run(lambda: dataclasses.replace(cfg, compress=not teacher_only, pooling=pooling, teacher_as_is=teacher_as_is,
                                            strategy=strategy, cpu_replicas=cpu_replicas))
     cfg = _override(cfg, "distill", num_layers=student_layers)
+    cfg = _override(cfg, "slim", lowbit=lowbit)
     for section in ("distill", "prune", "qat"):
         cfg = _with_epochs(cfg, section, compress_epochs)
     if compress_epochs is not None:

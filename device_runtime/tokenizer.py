@@ -122,6 +122,19 @@ def pre_tokenize(text: str, overrides: dict[int, str] | None = None) -> list[str
     return words
 
 
+# ASCII text (most financial news) takes a table-driven path to the same words: control characters
+# dropped, tab / newline / return as spaces, every non-alphanumeric printable character its own word.
+_ASCII_CLEAN = {code: None for code in (*range(32), 127)} | {ord(ch): " " for ch in "\t\n\r"}
+_ASCII_PUNCT = re.escape("".join(chr(code) for code in range(33, 127) if _is_punctuation(chr(code))))
+_ASCII_WORDS = re.compile(f"[{_ASCII_PUNCT}]|[^ {_ASCII_PUNCT}]+")
+
+
+def ascii_words(text: str, lowercase: bool = True) -> list[str]:
+    """pre_tokenize(normalize(text)) for ASCII text without an override in the ASCII range."""
+    text = text.translate(_ASCII_CLEAN)
+    return _ASCII_WORDS.findall(text.lower() if lowercase else text)
+
+
 def load_vocab(path: str | Path) -> dict[str, int]:
     path = Path(path)
     try:
@@ -149,6 +162,7 @@ class WordPieceTokenizer:
         self.unk_id, self.cls_id = self.vocab["[UNK]"], self.vocab["[CLS]"]
         self.sep_id, self.pad_id = self.vocab["[SEP]"], self.vocab["[PAD]"]
         self._cache: dict[str, list[int]] = {}
+        self._ascii_fast = not any(code < 128 for code in self.overrides)
 
     def _wordpiece(self, word: str) -> list[int]:
         if len(word) > MAX_CHARS_PER_WORD:
@@ -174,7 +188,11 @@ class WordPieceTokenizer:
             if part in self.vocab and part in SPECIAL_TOKENS:
                 ids.append(self.vocab[part])
                 continue
-            for word in pre_tokenize(normalize(part, self.lowercase, self.overrides), self.overrides):
+            if self._ascii_fast and part.isascii():
+                words = ascii_words(part, self.lowercase)
+            else:
+                words = pre_tokenize(normalize(part, self.lowercase, self.overrides), self.overrides)
+            for word in words:
                 if word not in self._cache:
                     self._cache[word] = self._wordpiece(word)
                 ids.extend(self._cache[word])

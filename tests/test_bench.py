@@ -60,6 +60,8 @@ def test_median_rows_and_ratios():
               [row("teacher-float32", 30.0), row("student-int8", 10.0)]]
     merged = {r["model"]: r for r in median_rows(rounds)}
     assert merged["student-int8"]["p50_ms"] == 2.0 and merged["student-int8"]["speedup_vs_teacher_float32"] == 5.0
+    # end to end: per-round ratios 11/3, 13/3, 31/11 -> median 11/3 (the tokenizer's 1 ms included)
+    assert merged["student-int8"]["e2e_speedup_vs_teacher_float32"] == 11 / 3
     assert merged["teacher-float32"]["rounds"] == 3
 
 

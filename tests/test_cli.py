@@ -49,7 +49,8 @@ def test_tiny_convert_end_to_end(tmp_path):
                  "teacher-pruned50-dynamic", "teacher-pruned50-int8", "student-pruned50-int8",
                  "student-pruned50-pqat-int8", "student-compact-int8", "student-structured-int8",
                  "student-slim-int8", "student-slim-dynamic", "student-int4w", "student-structured-int4w",
-                 "student-structured-compact-int4w", "student-slim-int4w", "student-structured-dynamic"):
+                 "student-structured-compact-int4w", "student-slim-int4w", "student-structured-dynamic",
+                 "student-slim-structured-dynamic", "student-slim-structured-compact-int4w"):
         assert name in names and name in result.output
     by_name = {m["name"]: m for m in manifest["models"]}
     default = manifest["default_model"]
@@ -85,6 +86,10 @@ def test_tiny_convert_end_to_end(tmp_path):
     structured_bucketed = by_name["student-structured-dynamic"]  # the whole table: no id map
     assert structured_bucketed["buckets"] == [7, 16] and "id_map_file" not in structured_bucketed
     assert structured_bucketed["arch"] == structured["arch"] and report["slim"]["structured_buckets"]["identical_labels"] == 1.0
+    narrow = by_name["student-slim-structured-dynamic"]  # the slim cut with the whole table, bucketed
+    assert narrow["arch"]["intermediate"] == [10] and narrow["buckets"] == [7, 16] and "id_map_file" not in narrow
+    assert report["slim"]["slim_structured_buckets"]["identical_labels"] == 1.0
+    assert by_name["student-slim-structured-compact-int4w"]["id_map_file"] == slim["id_map_file"]
     ablation = runner.invoke(app, ["ablation", "--checkpoint", str(TINY_BERT), "--data", str(data), "--work-dir",
                                    str(tmp_path / "work"), "--seq-len", "7", "--layers", "1", "--epochs", "1"])
     assert ablation.exit_code == 0, ablation.output

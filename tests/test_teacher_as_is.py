@@ -30,7 +30,8 @@ def test_teacher_as_is_end_to_end(tmp_path):
     data = write_split(tmp_path / "data")
     result = runner.invoke(app, ["convert", "--checkpoint", str(checkpoint), "--data", str(data), "--out",
                                  str(tmp_path / "dist"), "--work-dir", str(tmp_path / "work"), "--seq-len", "7",
-                                 "--batch-size", "4", "--student-layers", "1", "--compress-epochs", "1", "--teacher-as-is"])
+                                 "--batch-size", "4", "--student-layers", "1", "--compress-epochs", "1", "--teacher-as-is",
+                                 "--no-lowbit"])  # test_cli covers the int4w stage
     assert result.exit_code == 0, result.output
     assert "used as given (labels positive, negative, neutral mapped to negative, neutral, positive" in result.output
     manifest = json.loads((tmp_path / "dist" / "manifest.json").read_text())

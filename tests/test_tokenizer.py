@@ -10,7 +10,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from device_runtime.tokenizer import UnicodeTableError, VocabError, WordPieceTokenizer, load_vocab, unicode_overrides
+from device_runtime.tokenizer import (
+    UnicodeTableError,
+    VocabError,
+    WordPieceTokenizer,
+    ascii_words,
+    load_vocab,
+    normalize,
+    pre_tokenize,
+    unicode_overrides,
+)
 from device_runtime.unicode_overrides import UNIDATA_VERSION
 from tools import make_unicode_overrides as make_overrides
 
@@ -136,3 +145,11 @@ def test_hypothesis_unicode_matches_reference(reference, device, text):
     got = device.encode(text, seq_len=24)
     assert got["input_ids"].tolist() == expected["input_ids"].tolist()
     assert got["attention_mask"].tolist() == expected["attention_mask"].tolist()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=60))
+def test_ascii_fast_path_is_the_general_path(text):
+    """Every ASCII character (controls, tabs, all punctuation) splits as normalize + pre_tokenize does."""
+    for lowercase in (True, False):
+        assert ascii_words(text, lowercase) == pre_tokenize(normalize(text, lowercase))

@@ -192,8 +192,9 @@ def slim_model(cfg: KitConfig, ctx: Context, mctx: Context, teacher, teacher_cfg
 
 def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, student, student_cfg: ModelConfig,
              calibration, resume: bool = False):
-    """student-compact-int8, student-structured-int8, the bucketed student-slim-int8 and the int4w variants of
-    the student, the structured student (with and without its compact table) and the slim one -> (entries, report)."""
+    """student-compact-int8, student-structured-int8, the bucketed student-slim-int8, the structured cuts
+    bucketed, and the int4w variants of the student, the structured cuts (whole or compact table) and the
+    slim one -> (entries, report)."""
     work = Path(cfg.work_dir) / "slim"
     kept, mapping, map_path, report = compaction(cfg, ctx, work)
     mctx = mapped_context(ctx, mapping)
@@ -216,10 +217,15 @@ def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, st
     structured, structured_cfg = small, small_cfg
     lowbit_sources = [(student, student_cfg, "student", ctx, {}, ()), (small, small_cfg, "student-structured", ctx, {}, ()),
                       (*compact_model(small, small_cfg, kept), "student-structured-compact", mctx, map_fields, (map_path,))]
+    cuts = [(structured, structured_cfg, "student-structured", "structured_buckets")]
     if (cfg.slim.slim_keep_heads, cfg.slim.slim_keep_ffn) != (cfg.slim.keep_heads, cfg.slim.keep_ffn):
         small, small_cfg, report["slim_structured"] = structured_student(
             cfg, ctx, teacher, teacher_cfg, student, student_cfg, scores, cfg.slim.slim_keep_heads,
             cfg.slim.slim_keep_ffn, "student_slim_structured", resume)
+        # The slim cut before its table is factorized: the same structure with the whole (or compact) table.
+        cuts.append((small, small_cfg, "student-slim-structured", "slim_structured_buckets"))
+        lowbit_sources.append((*compact_model(small, small_cfg, kept), "student-slim-structured-compact", mctx,
+                               map_fields, (map_path,)))
 
     slim, slim_cfg, report["slim"] = slim_model(cfg, ctx, mctx, teacher, teacher_cfg, small, small_cfg, kept, mapping,
                                                 Path(cfg.work_dir) / "student_slim", resume)
@@ -235,8 +241,8 @@ def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, st
 
     entry, report["buckets"] = bucketed_variant(slim, slim_cfg, "student-slim", cfg, mctx, mapping, work, map_fields)
     entries.append(entry)
-    if cfg.slim.structured_buckets:  # the structured student at the same lengths: speed from structure alone
-        entry, report["structured_buckets"] = bucketed_variant(structured, structured_cfg, "student-structured", cfg,
-                                                               ctx, None, work, {})
-        entries.append(entry)
+    if cfg.slim.structured_buckets:  # the structured cuts at the same lengths: speed from structure alone
+        for model, model_cfg, prefix, key in cuts:
+            entry, report[key] = bucketed_variant(model, model_cfg, prefix, cfg, ctx, None, work, {})
+            entries.append(entry)
     return entries, report
