@@ -266,6 +266,9 @@ class SlimConfig:
     # int4w variants (4 or 8 bits per layer group, chosen on dev: converter.jobs.lowbit) of the student,
     # student-structured, student-structured-compact and student-slim.
     lowbit: bool = True
+    # When the chosen combination is below the best one on dev: a fine-tune through its rounding on the
+    # distillation loss (converter.compress.qat.weight_only_qat), shipped if better on dev (None: off).
+    lowbit_qat: FinetuneConfig | None = field(default_factory=lambda: FinetuneConfig(epochs=2, learning_rate=5e-5))
     # student-structured: fraction of attention heads / feed-forward neurons kept per layer
     # (chosen on dev: experiments/structured_sweep.py).
     keep_heads: float = 0.5

@@ -39,7 +39,12 @@ def _weights(entry: dict) -> tuple[int, int]:
     return matrices, table + (BASE["max_position_embeddings"] + 2) * arch["hidden"] + arch["hidden"] ** 2
 
 
-def test_convert_on_bert_base_geometry(tmp_path):
+def test_convert_on_bert_base_geometry(tmp_path, monkeypatch):
+    from converter.export.lowbit import WeightBits
+
+    # Two of the eight int4w combinations (all 4-bit, all 8-bit) per model: each one is a conversion of a
+    # bert-base-sized file; the choice among all eight is covered on the tiny model by test_cli.
+    monkeypatch.setattr(WeightBits, "every", classmethod(lambda cls: [cls(4, 4, 4), cls(8, 8, 8)]))
     words = sorted({w for s in SUBJECTS for w in ("the", s, "in", "quarter")} | set(MOVES))
     checkpoint = tmp_path / "bert-base-random"
     write_checkpoint(checkpoint, BASE, seed=3, words=words)

@@ -89,3 +89,25 @@ def test_file_integers_times_scales_are_the_fake_quantized_weights(tiny, tmp_pat
     for row in _rows(reference):
         keras_logits = quantized.predict([row["input_ids"], row["attention_mask"]], verbose=0)
         np.testing.assert_allclose(runner.predict(row), keras_logits, atol=0.03)
+
+
+def test_qat_graph_computes_the_int4w_weights(tiny):
+    """QAT of the rounding trains the model the file will hold: its forward pass equals the float model
+    with every matrix fake-quantized at its group's bits, and its trained weights come back by name."""
+    from converter.compress.qat import weight_only_model, weights_by_layer
+    from converter.jobs.lowbit import bits_by_layer
+
+    model, cfg, reference = tiny
+    bits = WeightBits(4, 4, 8)
+    layers = bits_by_layer(model, bits)
+    assert layers[names.WORD] == 4 and layers["layer_0_ffn_in"] == 8 and layers["classifier"] == 8
+    qat_model = weight_only_model(model, layers)
+    expected = build_classifier(cfg, name=model.name)
+    expected.set_weights(model.get_weights())
+    fake_quantize(expected, bits)
+    inputs = [reference["input_ids"], reference["attention_mask"]]
+    np.testing.assert_allclose(qat_model(inputs, training=False).numpy(), expected(inputs, training=False).numpy(),
+                               rtol=1e-5, atol=1e-6)
+    back = weights_by_layer(qat_model, model)
+    for a, b in zip(back.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # the float weights, not their rounding: export puts them on the grid

@@ -26,9 +26,15 @@ from pathlib import Path
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
-from converter.compress.quant.configs import FLOAT_LAYERS, DenseQuantizeConfig, float_layer_config
+from converter.compress.quant.configs import (
+    FLOAT_LAYERS,
+    DenseQuantizeConfig,
+    NoOpQuantizeConfig,
+    WeightOnlyQuantizeConfig,
+    float_layer_config,
+)
 from converter.compress.quant.registry import custom_objects
-from converter.config import QatConfig
+from converter.config import FinetuneConfig, QatConfig
 from converter.modeling.layers import AttentionCore
 from converter.train.finetune import fit_classifier
 
@@ -82,6 +88,70 @@ def qat(model, train: tuple, dev: tuple, cfg: QatConfig, work_dir: Path, preserv
     quantized = quantize_model(model, preserve_sparsity, cfg.activation_range, cfg.dropout)
     with quantize.quantize_scope():
         return fit_classifier(quantized, train, dev, cfg.train, work_dir, resume=resume, loss=loss)
+
+
+class _AsAnnotated(quantize.QuantizeLayoutTransform):
+    """No layout transforms: the default scheme's would also quantize the int32 model inputs."""
+
+    def apply(self, model, layer_quantize_map):
+        return model, layer_quantize_map
+
+
+class WeightOnlyScheme(quantize.default_8bit.Default8BitQuantizeScheme):
+    """The annotated layers' own QuantizeConfigs and nothing else."""
+
+    def get_layout_transformer(self):
+        return _AsAnnotated()
+
+
+def weight_only_model(model, bits_by_layer: dict[str, int]) -> keras.Model:
+    """int4w QAT: each named layer's weight matrix fake-quantized at its bits (an Embedding per row,
+    a Dense per output column), straight-through; activations and every other layer float."""
+    def mark(layer):
+        # Every other layer explicitly float: quantize_apply would otherwise give the layers it knows next to
+        # a quantized one (the GELU before a Dense, a Dropout, Flatten) int8 outputs.
+        bits = bits_by_layer.get(layer.name)
+        if bits is None:
+            config = NoOpQuantizeConfig()
+        elif isinstance(layer, keras.layers.Embedding):
+            config = WeightOnlyQuantizeConfig(bits, 0, "embeddings")
+        else:
+            config = WeightOnlyQuantizeConfig(bits)
+        return quantize.quantize_annotate_layer(layer, quantize_config=config)
+
+    with keras.utils.custom_object_scope(custom_objects()):
+        annotated = keras.models.clone_model(model, clone_function=mark)
+    with quantize.quantize_scope(custom_objects()):
+        return quantize.quantize_apply(annotated, WeightOnlyScheme())
+
+
+def weight_only_qat(model, bits_by_layer: dict[str, int], train: tuple, dev: tuple, cfg: FinetuneConfig,
+                    work_dir: Path, resume: bool = False, loss=None):
+    """A fine-tune of `model` through its weights' 4/8-bit rounding -> (float copy holding the trained
+    weights, to be put on the same grid for export; state)."""
+    quantized = weight_only_model(model, bits_by_layer)
+    with quantize.quantize_scope(custom_objects()):
+        quantized, state = fit_classifier(quantized, train, dev, cfg, work_dir, resume=resume, loss=loss)
+    return weights_by_layer(quantized, model), state
+
+
+def weights_by_layer(quantized, model) -> keras.Model:
+    """A copy of `model` holding the weights of the layer of the same name in `quantized`, unwrapped
+    (quantize_apply renames the variables of the layers it rebuilds, so names cannot be matched)."""
+    with keras.utils.custom_object_scope(custom_objects()):
+        copy = keras.models.clone_model(model)
+    for layer in copy.layers:
+        if not layer.weights:
+            continue
+        names = {wrapped.name for wrapped in quantized.layers}
+        source = quantized.get_layer(layer.name if layer.name in names else f"quant_{layer.name}")
+        # A wrapper's trainable weights are its layer's (its own are the quantizers' step counters).
+        weights = [w.numpy() for w in (source.trainable_weights if hasattr(source, "layer") else source.weights)]
+        if [w.shape for w in weights] != [tuple(w.shape) for w in layer.weights]:
+            raise ValueError(f"QAT model {quantized.name}: layer {source.name} holds {[w.shape for w in weights]}, "
+                             f"{layer.name} needs {[tuple(w.shape) for w in layer.weights]}")
+        layer.set_weights(weights)
+    return copy
 
 
 def trained_float(quantized, model) -> keras.Model:

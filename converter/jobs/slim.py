@@ -236,7 +236,7 @@ def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, st
 
     if cfg.slim.lowbit:
         lowbit_sources.append((slim, slim_cfg, "student-slim", mctx, map_fields, (map_path,)))
-        lowbit_entries, report["lowbit"] = lowbit_variants(lowbit_sources, cfg, Path(ctx.vocab))
+        lowbit_entries, report["lowbit"] = lowbit_variants(lowbit_sources, cfg, Path(ctx.vocab), teacher, ctx, resume)
         entries += lowbit_entries
 
     entry, report["buckets"] = bucketed_variant(slim, slim_cfg, "student-slim", cfg, mctx, mapping, work, map_fields)

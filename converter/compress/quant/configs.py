@@ -92,3 +92,21 @@ def float_layer_config(layer, activation_range: str = "moving_average") -> NoOpQ
     feeds_dense = isinstance(layer, (AttentionCore, keras.layers.LayerNormalization)) or (
         isinstance(layer, keras.layers.Activation) and layer.get_config()["activation"] == "gelu")
     return OutputQuantizeConfig(activation_range) if feeds_dense else NoOpQuantizeConfig()
+
+
+@keras.utils.register_keras_serializable(package="converter")
+class WeightOnlyQuantizeConfig(NoOpQuantizeConfig):
+    """int4w QAT: one weight matrix (a Dense `kernel` or an Embedding's `embeddings`) on its 4- or
+    8-bit per-channel grid; activations float, as the int4w file computes them."""
+
+    def __init__(self, num_bits: int, axis: int = -1, attribute: str = "kernel"):
+        self.num_bits, self.axis, self.attribute = num_bits, axis, attribute
+
+    def get_weights_and_quantizers(self, layer):
+        return [(getattr(layer, self.attribute), PerChannelKernelQuantizer(self.num_bits, self.axis))]
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        setattr(layer, self.attribute, quantize_weights[0])
+
+    def get_config(self):
+        return {"num_bits": self.num_bits, "axis": self.axis, "attribute": self.attribute}
