@@ -111,3 +111,22 @@ def test_qat_graph_computes_the_int4w_weights(tiny):
     back = weights_by_layer(qat_model, model)
     for a, b in zip(back.get_weights(), model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)  # the float weights, not their rounding: export puts them on the grid
+
+
+def test_qat_of_the_rounding_trains_the_float_weights(tiny, tmp_path):
+    """One epoch through the 4-bit rounding moves the float weights (straight-through gradient) and
+    returns them in an ordinary classifier, which the int4w export then puts on the grid."""
+    from converter.compress.qat import weight_only_qat
+    from converter.config import FinetuneConfig
+    from converter.jobs.lowbit import bits_by_layer
+
+    model, _, reference = tiny
+    inputs = [reference["input_ids"], reference["attention_mask"]]
+    labels = np.arange(len(reference["input_ids"])) % 3
+    before = [w.copy() for w in model.get_weights()]
+    trained, state = weight_only_qat(model, bits_by_layer(model, WeightBits(4, 4, 4)), (inputs, labels), (inputs, labels),
+                                     FinetuneConfig(epochs=1, batch_size=2, learning_rate=1e-2), tmp_path / "qat")
+    assert state["epoch"] == 1 and (tmp_path / "qat" / "best.weights.h5").is_file()
+    moved = [not np.array_equal(a, b) for a, b in zip(trained.get_weights(), before, strict=True)]
+    assert all(moved[:1]) and sum(moved) > len(moved) // 2  # the word table and most other weights trained
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), before, strict=True))  # the source is left as it was
