@@ -24,6 +24,7 @@ KINDS = (
     ("qat-sweep", "QAT recipe sweep", "python -m experiments.qat_sweep"),
     ("student-sweep", "Student training sweep", "python -m experiments.student_sweep"),
     ("teacher-seeds", "Teacher seed sweep", "python -m experiments.teacher_seeds"),
+    ("int4w-choice", "int4w: layer-group bits chosen on dev", "python -m experiments.int4w_table"),
 )
 BENCH = ("Benchmark", "make bench")
 
@@ -160,9 +161,10 @@ def sweep_section(data) -> list[str]:
 
 
 def kind_of(stem: str, data) -> tuple[str, str]:
-    if isinstance(data, dict) and "platform" in data:
+    found = next(((title, cmd) for prefix, title, cmd in KINDS if stem.startswith(prefix)), None)
+    if found is None and isinstance(data, dict) and "platform" in data:
         return BENCH
-    return next(((title, cmd) for prefix, title, cmd in KINDS if stem.startswith(prefix)), (stem, "not recorded"))
+    return found or (stem, "not recorded")
 
 
 def name_parts(stem: str) -> tuple[str, str, str]:

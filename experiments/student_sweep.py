@@ -3,12 +3,14 @@ DistillConfig overrides.
 
     python -m experiments.student_sweep --run augment_copies=2 --run train.epochs=8
 Needs the teacher fine-tuned by `make convert` in work/. Prints dev accuracy per run and writes
-work/student_sweep.json."""
+work/student_sweep.json; `--results` turns that into benchmarks/results/student-sweep-<machine>-<date>.json."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
+import time
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -18,6 +20,8 @@ from converter.data.augment import token_id
 from converter.jobs.compression import trained_teacher
 from converter.jobs.context import train_dev
 from experiments.sweep_variants import parse_variant
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # Student widths default to None (the teacher's); a run that sets one gives an int.
 WIDTH_TYPES = {"hidden_size": int, "num_heads": int, "intermediate_size": int}
@@ -37,11 +41,29 @@ def overrides(distill_cfg, spec: str):
     return replace(distill_cfg, **top, train=replace(distill_cfg.train, **train))
 
 
+def write_results(cfg: KitConfig) -> Path:
+    """work/student_sweep.json and the default student (work/student/state.json) ->
+    benchmarks/results/student-sweep-<machine>-<date>.json, for `make results`."""
+    state = json.loads(Path(cfg.work_dir, "student", "state.json").read_text())
+    rows = [{"run": "default (3 layers, no hidden states)", "dev_accuracy": state["best_dev_accuracy"],
+             "best_epoch": state["best_epoch"]}]
+    rows += json.loads(Path(cfg.work_dir, "student_sweep.json").read_text())["rows"]
+    out = ROOT / "benchmarks" / "results" / f"student-sweep-{platform.machine()}-{time.strftime('%Y-%m-%d')}.json"
+    out.write_text(json.dumps({"epochs": cfg.distill.train.epochs, "rows": rows}, indent=2) + "\n")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--run", action="append", required=True, help="comma-separated DistillConfig overrides")
+    parser.add_argument("--run", action="append", default=[], help="comma-separated DistillConfig overrides")
+    parser.add_argument("--results", action="store_true", help="only write the results JSON from work/student_sweep.json")
     args = parser.parse_args()
     cfg = KitConfig()
+    if args.results:
+        print(f"wrote {write_results(cfg)}")
+        return
+    if not args.run:
+        parser.error("give at least one --run (or --results)")
     ctx, teacher, teacher_cfg = trained_teacher(cfg)
     train, dev = train_dev(ctx)
     rows = []
