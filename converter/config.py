@@ -297,6 +297,9 @@ class SlimConfig:
     bucket_quantization: Quantization = Quantization.DYNAMIC
     # Also student-structured-<bucket_quantization> in the same buckets (the whole word table, no id map).
     structured_buckets: bool = True
+    # Also student-structured-buckets-int8: the structured student in the same buckets in full int8, each
+    # bucket calibrated at its own length (identical_labels in the report says how many labels stay put).
+    int8_buckets: bool = True
     recovery: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(epochs=3, learning_rate=1e-4))
     slim_recovery: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(epochs=4, learning_rate=1e-4))
 

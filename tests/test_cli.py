@@ -50,7 +50,8 @@ def test_tiny_convert_end_to_end(tmp_path):
                  "student-pruned50-pqat-int8", "student-compact-int8", "student-structured-int8",
                  "student-slim-int8", "student-slim-dynamic", "student-int4w", "student-structured-int4w",
                  "student-structured-compact-int4w", "student-slim-int4w", "student-structured-dynamic",
-                 "student-slim-structured-dynamic", "student-slim-structured-compact-int4w"):
+                 "student-slim-structured-dynamic", "student-slim-structured-compact-int4w",
+                 "student-structured-buckets-int8"):
         assert name in names and name in result.output
     by_name = {m["name"]: m for m in manifest["models"]}
     default = manifest["default_model"]
@@ -90,6 +91,9 @@ def test_tiny_convert_end_to_end(tmp_path):
     assert narrow["arch"]["intermediate"] == [10] and narrow["buckets"] == [7, 16] and "id_map_file" not in narrow
     assert report["slim"]["slim_structured_buckets"]["identical_labels"] == 1.0
     assert by_name["student-slim-structured-compact-int4w"]["id_map_file"] == slim["id_map_file"]
+    int8_buckets = by_name["student-structured-buckets-int8"]  # full int8, each bucket calibrated at its length
+    assert int8_buckets["quantization"] == "int8" and int8_buckets["buckets"] == [7, 16]
+    assert int8_buckets["arch"] == structured["arch"] and (tmp_path / "dist" / int8_buckets["bucket_16_file"]).is_file()
     ablation = runner.invoke(app, ["ablation", "--checkpoint", str(TINY_BERT), "--data", str(data), "--work-dir",
                                    str(tmp_path / "work"), "--seq-len", "7", "--layers", "1", "--epochs", "1"])
     assert ablation.exit_code == 0, ablation.output

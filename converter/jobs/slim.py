@@ -75,15 +75,18 @@ def bucket_lengths(buckets, seq_len: int, max_positions: int) -> list[int]:
     return sorted({b for b in buckets if b <= max_positions} | {seq_len})
 
 
-def export_buckets(model, model_cfg: ModelConfig, name: str, cfg: KitConfig, ctx: Context, mapping, folder: Path):
-    """One file per bucket length (cfg.slim.bucket_quantization) -> ({length: path}, bucketed-vs-longest report)."""
+def export_buckets(model, model_cfg: ModelConfig, name: str, cfg: KitConfig, ctx: Context, mapping, folder: Path,
+                   quantization: Quantization | None = None):
+    """One file per bucket length (default cfg.slim.bucket_quantization) -> ({length: path}, bucketed-vs-longest
+    report). Dynamic files mask padding with BUCKET_MASK_BIAS; full-int8 ones keep the model's bias (see docs)."""
     tokenizer = load_tokenizer(ctx.folder)
-    quantization = cfg.slim.bucket_quantization
+    quantization = quantization or cfg.slim.bucket_quantization
+    mask_bias = BUCKET_MASK_BIAS if quantization == Quantization.DYNAMIC else None
     calibration = ctx.splits["train"].data.texts[: cfg.export.num_calibration_examples]
     paths = {}
     for length in bucket_lengths(cfg.slim.buckets, model_cfg.max_seq_len, model_cfg.max_position_embeddings):
         cal = map_inputs(encode(tokenizer, calibration, length), mapping) if needs_calibration(quantization) else None
-        paths[length] = export_tflite(at_length(model, model_cfg, length, BUCKET_MASK_BIAS), length, quantization,
+        paths[length] = export_tflite(at_length(model, model_cfg, length, mask_bias), length, quantization,
                                       folder / f"{name}-{length}.tflite", cal, cfg.export.float_ops(quantization))
     longest = max(paths)
     test = ctx.splits["test"]
@@ -110,12 +113,12 @@ def export_buckets(model, model_cfg: ModelConfig, name: str, cfg: KitConfig, ctx
 
 
 def bucketed_variant(model, model_cfg: ModelConfig, prefix: str, cfg: KitConfig, ctx: Context, mapping,
-                     work: Path, fields: dict) -> tuple[dict, dict]:
-    """<prefix>-<bucket quantization>: one file per bucket length, the seq_len one the entry's own file
-    -> (manifest entry, bucketed-vs-longest report). mapping: the compact id map, or None."""
-    quantization = cfg.slim.bucket_quantization
+                     work: Path, fields: dict, quantization: Quantization | None = None) -> tuple[dict, dict]:
+    """<prefix>-<quantization> (default cfg.slim.bucket_quantization): one file per bucket length, the seq_len
+    one the entry's own file -> (manifest entry, bucketed-vs-longest report). mapping: the compact id map, or None."""
+    quantization = quantization or cfg.slim.bucket_quantization
     name = f"{prefix}-{quantization}"
-    paths, report = export_buckets(model, model_cfg, name, cfg, ctx, mapping, work)
+    paths, report = export_buckets(model, model_cfg, name, cfg, ctx, mapping, work, quantization)
     main = paths[cfg.model.max_seq_len]
     others = {length: path for length, path in paths.items() if path != main}
     buckets = {bucket_key(length): path.name for length, path in others.items()}
@@ -245,4 +248,8 @@ def run_slim(cfg: KitConfig, ctx: Context, teacher, teacher_cfg: ModelConfig, st
         for model, model_cfg, prefix, key in cuts:
             entry, report[key] = bucketed_variant(model, model_cfg, prefix, cfg, ctx, None, work, {})
             entries.append(entry)
+    if cfg.slim.int8_buckets:  # full int8 per bucket: faster on int8 dot-product CPUs; labels may move between buckets
+        entry, report["structured_int8_buckets"] = bucketed_variant(
+            structured, structured_cfg, "student-structured-buckets", cfg, ctx, None, work, {}, Quantization.INT8)
+        entries.append(entry)
     return entries, report
