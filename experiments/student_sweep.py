@@ -3,7 +3,8 @@ DistillConfig overrides.
 
     python -m experiments.student_sweep --run augment_copies=2 --run train.epochs=8
 Needs the teacher fine-tuned by `make convert` in work/. Prints dev accuracy per run and writes
-work/student_sweep.json; `--results` turns that into benchmarks/results/student-sweep-<machine>-<date>.json."""
+work/student_sweep.json; `--results` writes every run's figures (from its folder) to
+benchmarks/results/student-sweep-<machine>-<date>.json."""
 
 from __future__ import annotations
 
@@ -42,12 +43,16 @@ def overrides(distill_cfg, spec: str):
 
 
 def write_results(cfg: KitConfig) -> Path:
-    """work/student_sweep.json and the default student (work/student/state.json) ->
+    """The default student (work/student) and every run folder in work/student_sweep, from their
+    state.json (a run still going shows the epochs it has finished) ->
     benchmarks/results/student-sweep-<machine>-<date>.json, for `make results`."""
-    state = json.loads(Path(cfg.work_dir, "student", "state.json").read_text())
-    rows = [{"run": "default (3 layers, no hidden states)", "dev_accuracy": state["best_dev_accuracy"],
-             "best_epoch": state["best_epoch"]}]
-    rows += json.loads(Path(cfg.work_dir, "student_sweep.json").read_text())["rows"]
+    folders = [Path(cfg.work_dir, "student")] + sorted(Path(cfg.work_dir, "student_sweep").glob("*/"))
+    rows = []
+    for folder in folders:
+        path = folder / "state.json" if (folder / "state.json").is_file() else folder / "trainer" / "state.json"
+        state = json.loads(path.read_text())  # trainer/: a hidden-state run still training
+        rows.append({"run": "default" if folder.name == "student" else folder.name, "epochs_run": state["epoch"],
+                     "dev_accuracy": state["best_dev_accuracy"], "best_epoch": state["best_epoch"]})
     out = ROOT / "benchmarks" / "results" / f"student-sweep-{platform.machine()}-{time.strftime('%Y-%m-%d')}.json"
     out.write_text(json.dumps({"epochs": cfg.distill.train.epochs, "rows": rows}, indent=2) + "\n")
     return out
@@ -56,7 +61,7 @@ def write_results(cfg: KitConfig) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--run", action="append", default=[], help="comma-separated DistillConfig overrides")
-    parser.add_argument("--results", action="store_true", help="only write the results JSON from work/student_sweep.json")
+    parser.add_argument("--results", action="store_true", help="only write the results JSON from the runs in work/")
     args = parser.parse_args()
     cfg = KitConfig()
     if args.results:
