@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from experiments.sweep_variants import results_stem
 
 
 def rows_of(lowbit: dict, entries: dict) -> list[dict]:
@@ -41,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     report = json.loads(Path(args.report).read_text())
     entries = {m["name"]: m for m in json.loads(Path(args.manifest).read_text())["models"]}
-    out = ROOT / "benchmarks" / "results" / f"int4w-choice-{platform.machine()}-{time.strftime('%Y-%m-%d')}.json"
+    out = results_stem("int4w-choice").with_suffix(".json")
     out.write_text(json.dumps({"rule": "smallest file within one standard error of the best dev accuracy",
                                "rows": rows_of(report["slim"]["lowbit"], entries)}, indent=2) + "\n")
     print(f"wrote {out}")

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,8 +24,7 @@ from converter.export.bundle import write_bundle
 from converter.jobs.compression import load_trained, trained_teacher
 from converter.jobs.context import calibration_inputs, export_variants, train_dev
 from device_runtime.bench import run_bench
-
-ROOT = Path(__file__).resolve().parents[1]
+from experiments.sweep_variants import results_stem
 
 BASELINE = "student-int8"
 
@@ -104,8 +101,7 @@ def main() -> None:
                      f"{r['p50_ms']:.2f} | {r['speedup']:.2f}x |")
     table = "\n".join(lines)
     print(table)
-    name = f"structured-sweep-{args.importance}-{platform.machine()}-{time.strftime('%Y-%m-%d')}"
-    stem = ROOT / "benchmarks" / "results" / name
+    stem = results_stem(f"structured-sweep-{args.importance}")
     stem.with_suffix(".json").write_text(json.dumps({"rounds": args.rounds, "runs": args.runs,
                                                      "recovery_epochs": args.epochs, "importance": args.importance,
                                                      "rows": rows}, indent=2))

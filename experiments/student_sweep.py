@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import time
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -20,9 +18,7 @@ from converter.config import KitConfig
 from converter.data.augment import token_id
 from converter.jobs.compression import trained_teacher
 from converter.jobs.context import train_dev
-from experiments.sweep_variants import parse_variant
-
-ROOT = Path(__file__).resolve().parents[1]
+from experiments.sweep_variants import parse_variant, results_stem
 
 # Student widths default to None (the teacher's); a run that sets one gives an int.
 WIDTH_TYPES = {"hidden_size": int, "num_heads": int, "intermediate_size": int}
@@ -53,7 +49,7 @@ def write_results(cfg: KitConfig) -> Path:
         state = json.loads(path.read_text())  # trainer/: a hidden-state run still training
         rows.append({"run": "default" if folder.name == "student" else folder.name, "epochs_run": state["epoch"],
                      "dev_accuracy": state["best_dev_accuracy"], "best_epoch": state["best_epoch"]})
-    out = ROOT / "benchmarks" / "results" / f"student-sweep-{platform.machine()}-{time.strftime('%Y-%m-%d')}.json"
+    out = results_stem("student-sweep").with_suffix(".json")
     out.write_text(json.dumps({"epochs": cfg.distill.train.epochs, "rows": rows}, indent=2) + "\n")
     return out
 

@@ -67,10 +67,15 @@ def sweep_arguments(variants: str) -> argparse.Namespace:
     return parser.parse_args()
 
 
+def results_stem(name: str) -> Path:
+    """benchmarks/results/<name>-<machine>-<date>, no suffix: the name `make results` reads."""
+    return RESULTS / f"{name}-{platform.machine()}-{time.strftime('%Y-%m-%d')}"
+
+
 def write_results(name: str, out: str, rows: list[dict], text: str) -> None:
     """Print the table and write it (.md) with its rows (.json)."""
     print(text)
-    path = Path(out) if out else RESULTS / f"{name}-{platform.machine()}-{time.strftime('%Y-%m-%d')}"
+    path = Path(out) if out else results_stem(name)
     path.with_suffix(".json").write_text(json.dumps(rows, indent=2))
     path.with_suffix(".md").write_text(text + "\n")
     print(f"wrote {path}.md", flush=True)

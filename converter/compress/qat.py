@@ -140,10 +140,10 @@ def weights_by_layer(quantized, model) -> keras.Model:
     (quantize_apply renames the variables of the layers it rebuilds, so names cannot be matched)."""
     with keras.utils.custom_object_scope(custom_objects()):
         copy = keras.models.clone_model(model)
+    names = {wrapped.name for wrapped in quantized.layers}
     for layer in copy.layers:
         if not layer.weights:
             continue
-        names = {wrapped.name for wrapped in quantized.layers}
         source = quantized.get_layer(layer.name if layer.name in names else f"quant_{layer.name}")
         # A wrapper's trainable weights are its layer's (its own are the quantizers' step counters).
         weights = [w.numpy() for w in (source.trainable_weights if hasattr(source, "layer") else source.weights)]

@@ -76,11 +76,10 @@ def bucket_lengths(buckets, seq_len: int, max_positions: int) -> list[int]:
 
 
 def export_buckets(model, model_cfg: ModelConfig, name: str, cfg: KitConfig, ctx: Context, mapping, folder: Path,
-                   quantization: Quantization | None = None):
-    """One file per bucket length (default cfg.slim.bucket_quantization) -> ({length: path}, bucketed-vs-longest
-    report). Dynamic files mask padding with BUCKET_MASK_BIAS; full-int8 ones keep the model's bias (see docs)."""
+                   quantization: Quantization):
+    """One file per bucket length -> ({length: path}, bucketed-vs-longest report). Dynamic files mask
+    padding with BUCKET_MASK_BIAS; full-int8 ones keep the model's bias (see docs)."""
     tokenizer = load_tokenizer(ctx.folder)
-    quantization = quantization or cfg.slim.bucket_quantization
     mask_bias = BUCKET_MASK_BIAS if quantization == Quantization.DYNAMIC else None
     calibration = ctx.splits["train"].data.texts[: cfg.export.num_calibration_examples]
     paths = {}
